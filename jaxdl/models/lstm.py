@@ -1,0 +1,187 @@
+"""A fused-gate LSTM layer as pure functions, with a hand-written backward pass.
+
+Gates i, f, g, o (no peepholes), as in the seed's LSTM chapters:
+
+    z_t = x_t @ Wx + h_{t-1} @ Wh + b                      [B, 4H]
+    i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);  g = tanh(z_g)
+    c_t = f * c_{t-1} + i * g;     h_t = o * tanh(c_t)
+
+`lstm_scan` runs the recurrence with `jax.lax.scan` over time (time-major arrays).
+Its VJP is custom: the reverse scan carries only (dh, dc) and emits the gate
+gradients dz_t; the weight gradients are then two large matmuls over all T*B rows
+(cuDNN's layout). Gradients are checked against autodiff of `lstm_scan_reference`
+and against central finite differences in tests/.
+
+An optional mask [T, B] holds the state where it is 0 (padding, TBPTT windows
+that begin before the stream): h_t = h_{t-1}, c_t = c_{t-1} there.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class LSTMParams(NamedTuple):
+    wx: jax.Array  # [D, 4H] input weights, gate order i, f, g, o
+    wh: jax.Array  # [H, 4H] recurrent weights
+    b: jax.Array   # [4H]
+
+
+def lstm_init(key, in_dim: int, hidden: int, forget_bias: float = 1.0,
+              dtype=jnp.float32) -> LSTMParams:
+    """Glorot-uniform input weights, orthogonal recurrent weights (as Keras),
+    zero bias except the forget gate (`forget_bias`, 1 by default)."""
+    if in_dim < 1 or hidden < 1:
+        raise ValueError(f"LSTM sizes must be >= 1, got in_dim={in_dim}, hidden={hidden}")
+    kx, kh = jax.random.split(key)
+    wx = jax.nn.initializers.glorot_uniform()(kx, (in_dim, 4 * hidden), dtype)
+    wh = jnp.concatenate(
+        [jax.nn.initializers.orthogonal()(k, (hidden, hidden), dtype)
+         for k in jax.random.split(kh, 4)], axis=1)
+    b = jnp.zeros((4 * hidden,), dtype).at[hidden:2 * hidden].set(forget_bias)
+    return LSTMParams(wx, wh, b)
+
+
+def zero_carry(batch: int, hidden: int, dtype=jnp.float32):
+    """The initial state (h0, c0), each [B, H]."""
+    z = jnp.zeros((batch, hidden), dtype)
+    return (z, z)
+
+
+def _gates(z):
+    """Pre-activations [..., 4H] -> activations i, f, g, o (each [..., H])."""
+    i, f, g, o = jnp.split(z, 4, axis=-1)
+    return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+
+
+def lstm_scan_reference(params: LSTMParams, xs, carry, mask=None):
+    """The same recurrence written plainly, differentiated by autodiff.
+
+    xs [T, B, D], carry ((h0, c0) each [B, H]), mask [T, B] or None
+    -> (hs [T, B, H], (hT, cT)). Used as the oracle in tests and benchmarks."""
+    def step(hc, inp):
+        h, c = hc
+        x, m = inp
+        i, f, g, o = _gates(x @ params.wx + h @ params.wh + params.b)
+        c2 = f * c + i * g
+        h2 = o * jnp.tanh(c2)
+        if m is not None:
+            m = m[:, None]
+            h2, c2 = jnp.where(m, h2, h), jnp.where(m, c2, c)
+        return (h2, c2), h2
+    carry, hs = jax.lax.scan(step, carry, (xs, mask))
+    return hs, carry
+
+
+def _forward(params, xs, h0, c0, mask, hoist):
+    """Forward scan; returns outputs, final carry and what the backward pass needs."""
+    T, B, _ = xs.shape
+    if hoist:  # one [T*B, D] @ [D, 4H] matmul outside the loop
+        xz = (xs.reshape(T * B, -1) @ params.wx + params.b).reshape(T, B, -1)
+    else:
+        xz = xs
+
+    def step(hc, inp):
+        h, c = hc
+        x, m = inp
+        z = (x if hoist else x @ params.wx + params.b) + h @ params.wh
+        i, f, g, o = _gates(z)
+        c2 = f * c + i * g
+        h2 = o * jnp.tanh(c2)
+        if m is not None:
+            mm = m[:, None]
+            h2, c2 = jnp.where(mm, h2, h), jnp.where(mm, c2, c)
+        return (h2, c2), (h2, c2, jnp.concatenate([i, f, g, o], axis=-1))
+
+    (hT, cT), (hs, cs, acts) = jax.lax.scan(step, (h0, c0), (xz, mask))
+    return hs, (hT, cT), (cs, acts)
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5,))
+def _lstm_core(params, xs, h0, c0, mask, hoist):
+    hs, carry, _ = _forward(params, xs, h0, c0, mask, hoist)
+    return hs, carry
+
+
+def _lstm_fwd(params, xs, h0, c0, mask, hoist):
+    hs, carry, (cs, acts) = _forward(params, xs, h0, c0, mask, hoist)
+    return (hs, carry), (params, xs, h0, c0, mask, hs, cs, acts)
+
+
+def _lstm_bwd(hoist, res, cot):
+    params, xs, h0, c0, mask, hs, cs, acts = res
+    dhs, (dhT, dcT) = cot
+    T, B, D = xs.shape
+    H = h0.shape[-1]
+    c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)       # [T, B, H]
+    wh_t = params.wh.T                                            # [4H, H], materialised once
+
+    def step(dhc, inp):
+        dh, dc = dhc
+        dh_out, c, cp, a, m = inp
+        i, f, g, o = jnp.split(a, 4, axis=-1)
+        dh = dh + dh_out
+        tc = jnp.tanh(c)
+        dc_tot = dc + dh * o * (1.0 - tc * tc)
+        dz = jnp.concatenate([
+            dc_tot * g * i * (1.0 - i),      # d z_i
+            dc_tot * cp * f * (1.0 - f),     # d z_f
+            dc_tot * i * (1.0 - g * g),      # d z_g
+            dh * tc * o * (1.0 - o),         # d z_o
+        ], axis=-1)
+        dh_prev = dz @ wh_t
+        dc_prev = dc_tot * f
+        if m is not None:  # a held step passes (dh, dc) straight through
+            mm = m[:, None]
+            dz = jnp.where(mm, dz, 0.0)
+            dh_prev = jnp.where(mm, dh_prev, dh)
+            dc_prev = jnp.where(mm, dc_prev, dc)
+        return (dh_prev, dc_prev), dz
+
+    (dh0, dc0), dzs = jax.lax.scan(step, (dhT, dcT), (dhs, cs, c_prev, acts, mask), reverse=True)
+    dz2 = dzs.reshape(T * B, 4 * H)
+    x2 = xs.reshape(T * B, D)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * B, H)
+    dwx = x2.T @ dz2
+    dwh = h_prev.T @ dz2
+    db = dz2.sum(axis=0)
+    dxs = (dz2 @ params.wx.T).reshape(T, B, D)
+    dmask = None if mask is None else jnp.zeros_like(mask)
+    return LSTMParams(dwx, dwh, db), dxs, dh0, dc0, dmask
+
+
+_lstm_core.defvjp(_lstm_fwd, _lstm_bwd)
+
+
+def default_hoist() -> bool:
+    """Hoist the input projection out of the loop on accelerators, keep it inside on CPU
+    (measured in experiments/bench_lstm.py: on 2 CPU cores the per-step matmul wins)."""
+    return jax.default_backend() != "cpu"
+
+
+def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = None):
+    """Run one LSTM layer over time.
+
+    params: LSTMParams; xs [T, B, D] (time-major); carry (h0, c0) each [B, H];
+    mask [T, B] (1 = real step, 0 = hold state) or None.
+    Returns (hs [T, B, H], (hT, cT)). Differentiable in params, xs and carry.
+    """
+    if xs.ndim != 3:
+        raise ValueError(f"lstm_scan expects time-major xs [T, B, D], got shape {xs.shape}")
+    if xs.shape[-1] != params.wx.shape[0]:
+        raise ValueError(
+            f"input has {xs.shape[-1]} features but the LSTM was built for {params.wx.shape[0]}; "
+            "reshape the data to [samples, time steps, features] with the right feature count")
+    h0, c0 = carry
+    if h0.shape != (xs.shape[1], params.wh.shape[0]):
+        raise ValueError(
+            f"state has shape {h0.shape} but the batch needs {(xs.shape[1], params.wh.shape[0])}; "
+            "a stateful model keeps its batch size: use the batch size it was built with or reset the state")
+    if mask is not None:
+        mask = mask.astype(xs.dtype)
+    if hoist is None:
+        hoist = default_hoist()
+    return _lstm_core(params, xs, h0, c0, mask, bool(hoist))

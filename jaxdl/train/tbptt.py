@@ -1,0 +1,188 @@
+"""Truncated backpropagation through time, TBPTT(k1, k2), as one jitted scan.
+
+Notation of the seed (Sutskever 2013; Williams & Peng 1990): every k1 time steps,
+run BPTT over the last k2 steps.
+
+k1 <= k2: update u covers the new steps [u*k1, (u+1)*k1); its backward window is
+  [(u+1)*k1 - k2, (u+1)*k1). The window starts from a detached state, the loss is
+  the weighted mean of the per-step losses of its LAST k1 steps (so each step of
+  the stream is counted exactly once), and the state after the window's first k1
+  steps is the next window's start. Windows that would begin before step 0 start
+  from the initial state with the missing steps masked (state held, loss 0), as
+  does a ragged end. Streams fed in consecutive batches are exact across batch
+  boundaries: the last k2 - k1 steps of a batch travel with the state ("tail").
+k1 > k2: one update every k1 steps, the loss over all k1 new steps, the state
+  detached every k2 steps inside the segment.
+k1 = k2 = k: non-overlapping chunks with state carried; k1 = k2 = n: full BPTT.
+
+Data layout: a batch is time-major, x [T, B, ...], y [T, B, ...], mask [T, B]
+(1 = real step; 0 = padding, the state is held) and weight [T, B] (the per-step
+loss weight, usually equal to mask).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+RESET_POLICIES = ("batch", "epoch", "never")
+
+
+class Batch(NamedTuple):
+    x: Any       # [T, B, ...]
+    y: Any       # [T, B, ...]
+    mask: Any    # [T, B]
+    weight: Any  # [T, B]
+
+
+class Schedule(NamedTuple):
+    """Static shape of the updates over a batch of T steps."""
+    k1: int
+    k2: int
+    updates: int   # U = ceil(T / k1)
+    lead: int      # steps before the first new step in the first window: max(k2 - k1, 0)
+    window: int    # steps scanned per update: max(k1, k2)
+
+    @property
+    def padded(self) -> int:
+        return self.lead + self.updates * self.k1
+
+
+def make_schedule(T: int, k1: int, k2: int) -> Schedule:
+    if k1 < 1 or k2 < 1:
+        raise ValueError(f"TBPTT needs k1 >= 1 and k2 >= 1, got k1={k1}, k2={k2}")
+    if T < 1:
+        raise ValueError(f"a batch needs at least one time step, got T={T}")
+    return Schedule(k1, k2, -(-T // k1), max(k2 - k1, 0), max(k1, k2))
+
+
+def loss_steps(T: int, k1: int, k2: int) -> list[range]:
+    """For each update, the stream steps whose loss it counts (the new steps)."""
+    s = make_schedule(T, k1, k2)
+    return [range(u * k1, min((u + 1) * k1, T)) for u in range(s.updates)]
+
+
+def _pad_time(a, before, after):
+    pad = [(before, after)] + [(0, 0)] * (a.ndim - 1)
+    return jnp.pad(a, pad)
+
+
+def window_loss(apply_fn, metrics_fn, k1, k2, params, carry, w: Batch):
+    """Loss of one update window (length max(k1, k2)) starting from `carry`.
+
+    Returns (loss, (next_carry, metric_sums, weight_sum)). Gradients never
+    cross the window start, nor, for k1 > k2, the k2-step chunk boundaries.
+    """
+    carry = jax.lax.stop_gradient(carry)
+    if k1 <= k2:
+        p1, c1 = apply_fn(params, w.x[:k1], carry, w.mask[:k1])
+        if k2 > k1:
+            p2, _ = apply_fn(params, w.x[k1:], c1, w.mask[k1:])
+            preds = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), p1, p2)
+        else:
+            preds = p1
+        nxt = c1
+        sl = slice(k2 - k1, k2)
+        preds = jax.tree.map(lambda a: a[sl], preds)
+        ys, wt = jax.tree.map(lambda a: a[sl], w.y), w.weight[sl]
+    else:
+        outs, c = [], carry
+        for s in range(0, k1, k2):
+            e = min(s + k2, k1)
+            p, c = apply_fn(params, w.x[s:e], c, w.mask[s:e])
+            outs.append(p)
+            if e < k1:
+                c = jax.lax.stop_gradient(c)
+        preds = jax.tree.map(lambda *a: jnp.concatenate(a), *outs)
+        nxt, ys, wt = c, w.y, w.weight
+    m = metrics_fn(preds, ys)                     # dict name -> [k1, B]
+    wsum = wt.sum()
+    sums = {k: (v * wt).sum() for k, v in m.items()}
+    loss = sums["loss"] / jnp.maximum(wsum, 1.0)
+    return loss, (jax.lax.stop_gradient(nxt), sums, wsum)
+
+
+class TBPTT(NamedTuple):
+    """The pure functions of a TBPTT trainer for one model/loss/optimizer."""
+    run_batch: Callable
+    run_epoch: Callable
+    fresh_state: Callable
+    schedule: Schedule
+
+
+def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.GradientTransformation,
+               init_carry: Callable, T: int, k1: int, k2: int, reset: str = "epoch",
+               collect_grads: bool = False) -> TBPTT:
+    """Build the TBPTT update functions.
+
+    apply_fn(params, x [t, B, ...], carry, mask [t, B]) -> (preds [t, B, ...], carry)
+    metrics_fn(preds, y) -> {"loss": [t, B], other metrics...}
+    init_carry(params, B) -> initial state.
+    reset: "batch" (state reset before every batch: independent sequences),
+           "epoch" (reset at the epoch start, carried across batches: one long
+           sequence in consecutive pieces), "never" (carried across epochs too).
+
+    run_epoch(params, opt_state, state, batches) -> (params, opt_state, state, stats)
+      with batches a Batch whose arrays have a leading batch axis [N, T, B, ...];
+      state = (carry, tail) as returned by `fresh_state(params, batch)`; stats hold per-update
+      metric sums and weight sums ([N, U] each), and the gradients if collect_grads.
+    """
+    if reset not in RESET_POLICIES:
+        raise ValueError(f"unknown reset policy {reset!r}; use one of {RESET_POLICIES}")
+    sch = make_schedule(T, k1, k2)
+    grad_fn = jax.value_and_grad(
+        lambda p, c, w: window_loss(apply_fn, metrics_fn, k1, k2, p, c, w), has_aux=True)
+
+    def run_batch(params, opt_state, state, batch: Batch):
+        carry, tail = state
+        # stream = tail of the previous batch (k2 - k1 steps) + this batch + ragged-end padding
+        right = sch.updates * k1 - T
+        stream = jax.tree.map(
+            lambda t, a: jnp.concatenate([t, _pad_time(a, 0, right)]), tail, batch)
+
+        def update(c, u):
+            params, opt_state, carry = c
+            w = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, u * k1, sch.window), stream)
+            (loss, (nxt, sums, wsum)), g = grad_fn(params, carry, w)
+            upd, opt_state = optimizer.update(g, opt_state, params)
+            params = optax.apply_updates(params, upd)
+            out = {"sums": sums, "weight": wsum}
+            if collect_grads:
+                out["grads"] = g
+            return (params, opt_state, nxt), out
+
+        (params, opt_state, carry), out = jax.lax.scan(
+            update, (params, opt_state, carry), jnp.arange(sch.updates))
+        new_tail = jax.tree.map(
+            lambda a: jax.lax.dynamic_slice_in_dim(a, sch.updates * k1, sch.lead), stream)
+        return params, opt_state, (carry, new_tail), out
+
+    def fresh_state(params, batch: Batch):
+        B = batch.mask.shape[1]
+        tail = jax.tree.map(lambda a: jnp.zeros((sch.lead,) + a.shape[1:], a.dtype), batch)
+        return init_carry(params, B), tail
+
+    def run_epoch(params, opt_state, state, batches: Batch):
+        first = jax.tree.map(lambda a: a[0], batches)
+        if reset in ("batch", "epoch"):
+            state = fresh_state(params, first)
+
+        def body(c, batch):
+            params, opt_state, state = c
+            if reset == "batch":
+                state = fresh_state(params, batch)
+            params, opt_state, state, out = run_batch(params, opt_state, state, batch)
+            return (params, opt_state, state), out
+
+        (params, opt_state, state), out = jax.lax.scan(body, (params, opt_state, state), batches)
+        return params, opt_state, state, out
+
+    return TBPTT(run_batch, run_epoch, fresh_state, sch)
+
+
+def summarize(out) -> dict:
+    """Weighted means over an epoch's updates: {"loss": ..., other metrics}."""
+    w = out["weight"].sum()
+    return {k: v.sum() / jnp.maximum(w, 1.0) for k, v in out["sums"].items()}

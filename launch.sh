@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# jaxdl launcher: sets itself up on first use, then runs the main job, a sweep or the tests.
+#   ./launch.sh [hydra overrides]      main job (python -m jaxdl.main)
+#   ./launch.sh -m [overrides]         Hydra multirun
+#   ./launch.sh test [pytest args]     the test suite
+#   ./launch.sh bench                  install the benchmark peers (torch, keras) too
+#   ./launch.sh py SCRIPT [args]       run a script (e.g. experiments/...) inside the venv
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+VENV="${JAXDL_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.jaxdl-installed"
+
+setup() {
+  local extras="$1"
+  local want; want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)+$extras"
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "[launch] creating virtual environment in $VENV" >&2
+    "$PY" -m venv "$VENV"
+  fi
+  if [ ! -f "$STAMP" ] || ! grep -qx -- "$want" "$STAMP"; then
+    echo "[launch] installing jaxdl[$extras] (first run takes a few minutes)" >&2
+    "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]" >&2
+    echo "$want" > "$STAMP"
+  fi
+}
+
+cd "$ROOT"
+export WANDB_MODE="${WANDB_MODE:-offline}"   # never hang on a machine with no network
+export WANDB_SILENT="${WANDB_SILENT:-true}"
+export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+case "${1:-}" in
+  test)
+    shift; setup test
+    exec "$VENV/bin/python" -m pytest "$@" ;;
+  bench)
+    shift; setup "test,bench"
+    [ $# -gt 0 ] && exec "$VENV/bin/python" "$@"; exit 0 ;;
+  py)
+    shift; setup test
+    exec "$VENV/bin/python" "$@" ;;
+  *)
+    setup test
+    exec "$VENV/bin/python" -m jaxdl.main "$@" ;;
+esac

@@ -1,0 +1,29 @@
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def x64():
+    """Run a test in float64 (gradient checks), restoring the previous setting after."""
+    old = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", old)
+
+
+def data_dir() -> Path:
+    """The shared data folder: $JAXDL_DATA or ../shared/data beside the repo."""
+    return Path(os.environ.get("JAXDL_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data():
+    d = data_dir()
+    if not d.is_dir():
+        pytest.skip(f"shared data not found at {d}; set JAXDL_DATA to the folder holding mnist/ and tinyshakespeare/")
+    return d
