@@ -1,0 +1,146 @@
+"""Config -> plain, validated values, at the edge. Nothing below the entry point
+sees Hydra: `parse(cfg)` checks every key that matters and returns a RunSpec of
+plain dataclasses, or raises ConfigError naming the key and the fix.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from jaxdl.train.optim import NAMES as OPTIMIZERS
+from jaxdl.train.tbptt import RESET_POLICIES
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    params: dict
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    task: str
+    task_kind: str
+    task_params: dict
+    model: ModelSpec
+    optim: dict
+    tbptt: dict
+    train: dict
+    logger: dict
+    seed: int
+    data_dir: str
+    extra: dict = field(default_factory=dict)
+
+
+MODELS_FOR_KIND = {"sequence": ("lstm",)}
+MODEL_KEYS = {
+    "lstm": {"hidden": int, "layers": int, "forget_bias": float, "hoist": (bool, type(None))},
+}
+
+
+def _registry():
+    from jaxdl.tasks import SEQUENCE_TASKS
+    reg = {name: (fn, "sequence") for name, fn in SEQUENCE_TASKS.items()}
+    try:
+        from jaxdl.tasks import CLASSIC_TASKS
+        reg.update({name: (fn, kind) for name, (fn, kind) in CLASSIC_TASKS.items()})
+    except ImportError:
+        pass
+    return reg
+
+
+def _need(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+def _int(d: dict, key: str, prefix: str, lo: int = 1) -> int:
+    v = d.get(key)
+    _need(isinstance(v, int) and not isinstance(v, bool), f"{prefix}.{key}",
+          f"must be an integer, got {v!r}")
+    _need(v >= lo, f"{prefix}.{key}", f"must be >= {lo}, got {v} (set {prefix}.{key}=<a value >= {lo}>)")
+    return v
+
+
+def _check_task_params(fn, params: dict, name: str) -> dict:
+    sig = inspect.signature(fn)
+    known = [p for p in sig.parameters if p not in ("seed", "data_dir")]
+    for k, v in params.items():
+        _need(k in known, f"task.{k}", f"is not a parameter of task {name!r}; it takes {known}")
+        default = sig.parameters[k].default
+        if isinstance(default, bool):
+            _need(isinstance(v, bool), f"task.{k}", f"must be true/false, got {v!r}")
+        elif isinstance(default, int):
+            _need(isinstance(v, int) and not isinstance(v, bool), f"task.{k}",
+                  f"must be an integer, got {v!r}")
+            _need(v >= (0 if k in ("lag_min",) else 1), f"task.{k}", f"must be >= 1, got {v}")
+        elif isinstance(default, float):
+            _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"task.{k}",
+                  f"must be a number, got {v!r}")
+            _need(v >= 0, f"task.{k}", f"must be >= 0, got {v}")
+    return params
+
+
+def parse(cfg: DictConfig | dict) -> RunSpec:
+    """Validate a composed config and turn it into plain values."""
+    c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    for top in ("task", "model", "optim", "tbptt", "train", "logger"):
+        _need(isinstance(c.get(top), dict), top, "is missing; compose the config from conf/config.yaml")
+    task = dict(c["task"])
+    name = task.pop("name", None)
+    reg = _registry()
+    _need(name in reg, "task.name", f"unknown task {name!r}; known tasks: {sorted(reg)}")
+    fn, kind = reg[name]
+    _check_task_params(fn, task, name)
+
+    model = dict(c["model"])
+    mname = model.pop("name", None)
+    _need(mname in MODEL_KEYS, "model.name", f"unknown model {mname!r}; known models: {sorted(MODEL_KEYS)}")
+    _need(mname in MODELS_FOR_KIND[kind], "model",
+          f"model {mname!r} cannot run task {name!r}; use model={'|'.join(MODELS_FOR_KIND[kind])}")
+    for k, v in model.items():
+        _need(k in MODEL_KEYS[mname], f"model.{k}",
+              f"is not a setting of model {mname!r}; it takes {sorted(MODEL_KEYS[mname])}")
+        if MODEL_KEYS[mname][k] is int:
+            _int(model, k, "model")
+        elif MODEL_KEYS[mname][k] is float:
+            _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"model.{k}",
+                  f"must be a number, got {v!r}")
+
+    optim = dict(c["optim"])
+    _need(optim.get("name") in OPTIMIZERS, "optim.name",
+          f"unknown optimizer {optim.get('name')!r}; use one of {OPTIMIZERS}")
+    lr = optim.get("lr")
+    _need(isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0, "optim.lr",
+          f"must be a number > 0, got {lr!r}")
+    _need(float(optim.get("clip", 0.0)) >= 0, "optim.clip", "must be >= 0 (0 disables clipping)")
+
+    tb = dict(c["tbptt"])
+    _int(tb, "k1", "tbptt")
+    _int(tb, "k2", "tbptt")
+    _need(tb.get("reset") in RESET_POLICIES, "tbptt.reset",
+          f"must be one of {RESET_POLICIES}, got {tb.get('reset')!r}")
+
+    tr = dict(c["train"])
+    for k in ("epochs", "replicas", "eval_every", "checkpoint_every"):
+        _int(tr, k, "train")
+
+    lg = dict(c["logger"])
+    _need(lg.get("mode") in ("offline", "online", "disabled"), "logger.mode",
+          f"must be offline, online or disabled, got {lg.get('mode')!r}")
+
+    seed = c.get("seed")
+    _need(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
+          f"must be a non-negative integer, got {seed!r}")
+    known_top = {"task", "model", "optim", "tbptt", "train", "logger", "seed", "data_dir", "experiment"}
+    for k in c:
+        _need(k in known_top, k, f"is not a config key; known keys: {sorted(known_top)}")
+    return RunSpec(name, kind, task, ModelSpec(mname, model), optim, tb, tr, lg, seed,
+                   str(c.get("data_dir", "")))

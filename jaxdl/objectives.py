@@ -1,0 +1,48 @@
+"""Per-step losses and metrics. Each returns a dict of arrays shaped like the
+targets' leading axes ([T, B] for sequences, [B] for feed-forward batches); the
+trainers take weighted means. "loss" is the quantity that is differentiated."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def softmax_xent(logits, labels):
+    """Categorical cross-entropy on integer labels, plus accuracy.
+    logits [..., C], labels [...] int."""
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    acc = (jnp.argmax(logits, -1) == labels).astype(logits.dtype)
+    return {"loss": loss, "accuracy": acc, "bpc": loss / jnp.log(2.0)}
+
+
+def mse(preds, targets):
+    """Mean squared error over the feature axis. preds, targets [..., F]."""
+    err = ((preds - targets) ** 2).mean(-1)
+    return {"loss": err, "mse": err}
+
+
+def half_sse(preds, targets):
+    """The seed's E_d = 1/2 * sum_i (t_i - y_i)^2, plus accuracy by argmax."""
+    return {"loss": 0.5 * ((targets - preds) ** 2).sum(-1),
+            "accuracy": (jnp.argmax(preds, -1) == jnp.argmax(targets, -1)).astype(preds.dtype)}
+
+
+def binary_xent(logits, targets):
+    """Sigmoid cross-entropy on 0/1 targets [..., F], plus accuracy at 0.5."""
+    loss = optax.sigmoid_binary_cross_entropy(logits, targets).mean(-1)
+    acc = ((logits > 0) == (targets > 0.5)).astype(logits.dtype).mean(-1)
+    return {"loss": loss, "accuracy": acc}
+
+
+OBJECTIVES = {"xent": softmax_xent, "mse": mse, "half_sse": half_sse, "binary_xent": binary_xent}
+
+
+def get_objective(name: str):
+    try:
+        return OBJECTIVES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; use one of {sorted(OBJECTIVES)}") from None
+
+
+del jax

@@ -1,0 +1,1 @@
+"""The run directory contract: metrics.jsonl, summary.json, checkpoints/, wandb files."""

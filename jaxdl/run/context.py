@@ -1,0 +1,51 @@
+"""One run's outputs in one place: the run dir, metrics.jsonl, orbax checkpoints,
+wandb. Trainers take a RunContext and never see Hydra."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jax
+
+from jaxdl.run.checkpoint import Checkpointer
+from jaxdl.run.metrics import MetricsLog, final_and_best
+
+
+@dataclass
+class RunContext:
+    run_dir: Path
+    logger: object | None = None          # WandbLogger or None
+    checkpoint_every: int = 1             # epochs
+    progress: bool = True
+    metrics: MetricsLog = field(init=False)
+    ckpt: Checkpointer = field(init=False)
+
+    def __post_init__(self):
+        self.run_dir = Path(self.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.ckpt = Checkpointer(self.run_dir / "checkpoints")
+        self.t0 = time.perf_counter()
+
+    def log(self, row: dict) -> None:
+        self.metrics.append(row)
+        if self.logger is not None:
+            self.logger.log({k: v for k, v in row.items() if k not in ("step",)}, step=int(row["step"]))
+
+    def write_summary(self, extra: dict, higher_is_better: dict[str, bool]) -> dict:
+        final, best = final_and_best(self.metrics.read(), higher_is_better)
+        devs = jax.devices()
+        summary = {"final": final, "best": best, **extra,
+                   "jax_version": jax.__version__,
+                   "devices": [f"{d.platform}:{getattr(d, 'device_kind', '')}" for d in devs]}
+        with (self.run_dir / "summary.json").open("w") as f:
+            json.dump(summary, f, indent=2, default=float)
+        if self.logger is not None:
+            self.logger.summary({f"final/{k}": v for k, v in final.items()})
+            self.logger.summary({f"best/{k}": v for k, v in best.items()})
+        return summary
+
+    def close(self) -> None:
+        self.ckpt.close()
