@@ -28,6 +28,7 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
     from jaxdl.run.context import RunContext
     from jaxdl.run.wandb_logger import WandbLogger
 
+    run_dir.mkdir(parents=True, exist_ok=True)
     logger = WandbLogger(run_dir, spec.logger["mode"], spec.logger.get("project", "jaxdl"),
                          spec.logger.get("group") or group, name, resolved,
                          tags=spec.logger.get("tags") or ())

@@ -47,5 +47,20 @@ class RunContext:
             self.logger.summary({f"best/{k}": v for k, v in best.items()})
         return summary
 
+    def save_checkpoint(self, epoch: int, state, **progress) -> None:
+        """Orbax checkpoint of `state`, plus progress.json (wall time etc.),
+        which lives outside the checkpoint so that restored state is bit-identical."""
+        self.ckpt.save(epoch, state)
+        prog = self.run_dir / "progress.json"
+        allp = json.loads(prog.read_text()) if prog.exists() else {}
+        allp[str(epoch)] = progress
+        tmp = prog.with_suffix(".tmp")
+        tmp.write_text(json.dumps(allp))
+        tmp.replace(prog)
+
+    def read_progress(self, epoch: int) -> dict:
+        prog = self.run_dir / "progress.json"
+        return json.loads(prog.read_text()).get(str(epoch), {}) if prog.exists() else {}
+
     def close(self) -> None:
         self.ckpt.close()

@@ -74,8 +74,8 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
     state = {"params": params,
              "opt_state": jax.vmap(opt.init)(params),
              "seq": jax.vmap(eng.fresh_state, in_axes=(0, None))(params, first),
-             "epoch": jnp.zeros((), jnp.int32),
-             "wall": jnp.zeros((), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)}
+             "epoch": jnp.zeros((), jnp.int32)}
+    wall = 0.0
     num_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(params))
 
     start = 0
@@ -83,6 +83,7 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
     if last is not None:
         state = run.ckpt.restore(last, state)
         start = int(state["epoch"])
+        wall = run.read_progress(start).get("wall_time_s", 0.0)
         run.metrics.truncate_after(start)
         print(f"[jaxdl] resumed from {run.ckpt.dir} at epoch {start}")
     last_ckpt = last
@@ -114,8 +115,8 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
             r, n, u = (int(i[0]) for i in np.nonzero(bad))
             raise TrainingDiverged(epoch + 1, epoch * updates_per_epoch + n * eng.schedule.updates + u + 1,
                                    last_ckpt)
-        state = {"params": p, "opt_state": o, "seq": s, "epoch": jnp.asarray(epoch + 1, jnp.int32),
-                 "wall": state["wall"] + dt}
+        state = {"params": p, "opt_state": o, "seq": s, "epoch": jnp.asarray(epoch + 1, jnp.int32)}
+        wall += dt
         w = out["weight"].sum(axis=(1, 2))
         train_m = {f"train/{k}": np.asarray(v.sum(axis=(1, 2)) / np.maximum(w, 1.0))
                    for k, v in out["sums"].items()}
@@ -129,7 +130,7 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
         bar.set_postfix(loss=f"{row['train/loss']:.4f}",
                         upd_s=f"{timed_updates / timed_s:.0f}" if timed_s else "-")
         if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs:
-            run.ckpt.save(epoch + 1, state)
+            run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
             last_ckpt = epoch + 1
     bar.close()
 
@@ -137,7 +138,7 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
              "chance_text": task.chance_text, "seed": seed, "replicas": replicas,
              "num_params": num_params, "epochs": epochs, "updates_per_epoch": updates_per_epoch,
              "tbptt": {"k1": k1, "k2": k2, "reset": reset},
-             "wall_time_s": float(state["wall"]),
+             "wall_time_s": wall,
              "steps_per_s": (timed_updates / timed_s) if timed_s else None}
     if per_replica:
         extra["per_replica"] = per_replica
