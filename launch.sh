@@ -30,6 +30,12 @@ cd "$ROOT"
 export WANDB_MODE="${WANDB_MODE:-offline}"   # never hang on a machine with no network
 export WANDB_SILENT="${WANDB_SILENT:-true}"
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
+# Keep freed buffers in the heap instead of unmapping them: XLA and PyTorch allocate
+# fresh multi-MB buffers every step, and page-faulting them back in cost 15-35% of an
+# LSTM training step on 2 CPU cores (experiments/bench_lstm.py). Set before start-up.
+export MALLOC_MMAP_THRESHOLD_="${MALLOC_MMAP_THRESHOLD_:-33554432}"
+export MALLOC_TRIM_THRESHOLD_="${MALLOC_TRIM_THRESHOLD_:-17179869184}"
+export MALLOC_TOP_PAD_="${MALLOC_TOP_PAD_:-268435456}"
 case "${1:-}" in
   test)
     shift; setup test

@@ -94,7 +94,8 @@ def _forward(params, xs, h0, c0, mask, hoist):
         if m is not None:
             mm = m[:, None]
             h2, c2 = jnp.where(mm, h2, h), jnp.where(mm, c2, c)
-        return (h2, c2), (h2, c2, jnp.concatenate([i, f, g, o], axis=-1))
+        # the gates are stacked as four separate outputs: no concatenated copy per step
+        return (h2, c2), (h2, c2, (i, f, g, o))
 
     (hT, cT), (hs, cs, acts) = jax.lax.scan(step, (h0, c0), (xz, mask))
     return hs, (hT, cT), (cs, acts)
@@ -121,8 +122,7 @@ def _lstm_bwd(hoist, res, cot):
 
     def step(dhc, inp):
         dh, dc = dhc
-        dh_out, c, cp, a, m = inp
-        i, f, g, o = jnp.split(a, 4, axis=-1)
+        dh_out, c, cp, (i, f, g, o), m = inp
         dh = dh + dh_out
         tc = jnp.tanh(c)
         dc_tot = dc + dh * o * (1.0 - tc * tc)

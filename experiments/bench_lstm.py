@@ -1,0 +1,223 @@
+"""One LSTM training step (forward, backward, Adam update) with a Dense readout on
+every step, B=64 T=100 D=32, against peers measured in the same run:
+Flax nn.RNN(OptimizedLSTMCell), a plain lax.scan LSTM with autodiff, Keras 3 on
+JAX, and PyTorch nn.LSTM. Prints median times and ratios to the fastest.
+Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
+
+    ./launch.sh bench experiments/bench_lstm.py [--hidden 128 512] [--reps 15]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdl.models.dense import dense_apply
+from jaxdl.models.lstm import LSTMParams, lstm_scan, lstm_scan_reference
+from jaxdl.models.rnn import rnn_init
+
+B, T, D = 64, 100, 32
+
+
+def jax_step_fn(scan, hoist=None):
+    opt = optax.adam(1e-3)
+
+    def loss(p, x, y):
+        c0 = (jnp.zeros((B, p["lstm"][0].wh.shape[0])),) * 2
+        if scan is lstm_scan:
+            hs, _ = lstm_scan(p["lstm"][0], x, c0, hoist=hoist)
+        else:
+            hs, _ = scan(p["lstm"][0], x, c0)
+        return ((dense_apply(p["readout"], hs) - y) ** 2).mean()
+
+    @jax.jit
+    def step(p, o, x, y):
+        l, g = jax.value_and_grad(loss)(p, x, y)
+        u, o = opt.update(g, o, p)
+        return optax.apply_updates(p, u), o, l
+    return step, opt
+
+
+def bench_jax(step, opt, H, x, y, reps):
+    p = rnn_init(jax.random.PRNGKey(0), D, H, D)
+    o = opt.init(p)
+    p, o, l = step(p, o, x, y); jax.block_until_ready(l)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        p, o, l = step(p, o, x, y)
+        jax.block_until_ready(l)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def flax_peer(H):
+    import flax.linen as nn
+
+    class M(nn.Module):
+        @nn.compact
+        def __call__(self, x):  # x [B, T, D]
+            h = nn.RNN(nn.OptimizedLSTMCell(H))(x)
+            return nn.Dense(D)(h)
+    m = M()
+    opt = optax.adam(1e-3)
+
+    @jax.jit
+    def step(p, o, x, y):
+        l, g = jax.value_and_grad(lambda p: ((m.apply(p, x) - y) ** 2).mean())(p)
+        u, o = opt.update(g, o, p)
+        return optax.apply_updates(p, u), o, l
+    return m, opt, step
+
+
+def bench_flax(H, xb, yb, reps):
+    m, opt, step = flax_peer(H)
+    p = m.init(jax.random.PRNGKey(0), xb)
+    o = opt.init(p)
+    p, o, l = step(p, o, xb, yb); jax.block_until_ready(l)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        p, o, l = step(p, o, xb, yb)
+        jax.block_until_ready(l)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_keras(H, xb, yb, reps):
+    import keras
+    model = keras.Sequential([keras.Input((T, D)), keras.layers.LSTM(H, return_sequences=True),
+                              keras.layers.Dense(D)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse", jit_compile=True)
+    x, y = np.asarray(xb), np.asarray(yb)
+    model.train_on_batch(x, y)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        model.train_on_batch(x, y)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def bench_torch(H, xb, yb, reps):
+    import torch
+    torch.manual_seed(0)
+    lstm, lin = torch.nn.LSTM(D, H, batch_first=True), torch.nn.Linear(H, D)
+    dev = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    lstm, lin = lstm.to(dev), lin.to(dev)
+    x = torch.from_numpy(np.array(xb)).to(dev)
+    y = torch.from_numpy(np.array(yb)).to(dev)
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    opt = torch.optim.Adam(list(lstm.parameters()) + list(lin.parameters()), 1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out, _ = lstm(x)
+        loss = ((lin(out) - y) ** 2).mean()
+        loss.backward()
+        opt.step()
+    step(); sync()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        step(); sync()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def agreement_with_torch(H=16):
+    """Same weights in jaxdl and torch.nn.LSTM: max abs differences of outputs and grads."""
+    import torch
+    torch.manual_seed(1)
+    lstm = torch.nn.LSTM(D, H, batch_first=True)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 12, D)).astype(np.float32)
+    h0 = rng.standard_normal((1, 4, H)).astype(np.float32)
+    c0 = rng.standard_normal((1, 4, H)).astype(np.float32)
+    xt = torch.from_numpy(x)
+    out, (hT, cT) = lstm(xt, (torch.from_numpy(h0), torch.from_numpy(c0)))
+    (out.square().sum() + hT.sum()).backward()
+    p = LSTMParams(jnp.asarray(lstm.weight_ih_l0.detach().numpy().T),
+                   jnp.asarray(lstm.weight_hh_l0.detach().numpy().T),
+                   jnp.asarray((lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy()))
+
+    def f(p):
+        hs, (h, c) = lstm_scan(p, jnp.swapaxes(jnp.asarray(x), 0, 1), (jnp.asarray(h0[0]), jnp.asarray(c0[0])))
+        return (hs ** 2).sum() + h.sum(), hs
+    (_, hs), g = jax.value_and_grad(f, has_aux=True)(p)
+    return {
+        "outputs": float(np.abs(np.swapaxes(np.asarray(hs), 0, 1) - out.detach().numpy()).max()),
+        "grad_wx": float(np.abs(np.asarray(g.wx) - lstm.weight_ih_l0.grad.numpy().T).max()),
+        "grad_wh": float(np.abs(np.asarray(g.wh) - lstm.weight_hh_l0.grad.numpy().T).max()),
+        "grad_b": float(np.abs(np.asarray(g.b) - lstm.bias_ih_l0.grad.numpy()).max()),
+    }
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per peer (noise)")
+    ap.add_argument("--peers", nargs="+", default=["jaxdl", "jaxdl_hoist", "autodiff_scan", "flax", "keras", "torch"])
+    ap.add_argument("--json", default=None, help="write results here")
+    a = ap.parse_args(argv)
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count() or 1)
+    except ImportError:
+        torch = None
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; B={B} T={T} D={D}; "
+          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; "
+          f"{a.rounds} rounds x {a.reps} steps each, medians")
+    rng = np.random.default_rng(0)
+    results = {}
+    import importlib.util
+    a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
+    a.peers = [k for k in a.peers if k != "torch" or torch is not None]
+    for H in a.hidden:
+        x_tm = jnp.asarray(rng.standard_normal((T, B, D)), jnp.float32)
+        y_tm = jnp.asarray(rng.standard_normal((T, B, D)), jnp.float32)
+        xb, yb = jnp.swapaxes(x_tm, 0, 1), jnp.swapaxes(y_tm, 0, 1)
+        runners = {
+            "jaxdl": lambda: bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, a.reps),
+            "jaxdl_hoist": lambda: bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, a.reps),
+            "autodiff_scan": lambda: bench_jax(*jax_step_fn(lstm_scan_reference), H, x_tm, y_tm, a.reps),
+            "flax": lambda: bench_flax(H, xb, yb, a.reps),
+            "keras": lambda: bench_keras(H, xb, yb, a.reps),
+            "torch": lambda: bench_torch(H, xb, yb, a.reps),
+        }
+        times = {k: [] for k in a.peers}
+        for _ in range(a.rounds):
+            for k in a.peers:
+                if k == "torch" and torch is None:
+                    continue
+                times[k] += runners[k]()
+        med = {k: statistics.median(v) * 1e3 for k, v in times.items() if v}
+        best = min(med.values())
+        print(f"\nH={H}: median ms per training step (ratio to fastest)")
+        for k, v in sorted(med.items(), key=lambda kv: kv[1]):
+            print(f"  {k:14s} {v:9.2f} ms   {v / best:5.2f}x")
+        results[H] = med
+    if torch is not None and jax.default_backend() == "cpu":
+        agr = agreement_with_torch()
+        print("\njaxdl vs torch.nn.LSTM, identical weights, max abs diff:", json.dumps(agr))
+        assert max(agr.values()) < 1e-4, agr
+        results["agreement"] = agr
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main() and 0)
