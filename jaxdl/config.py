@@ -39,9 +39,15 @@ class RunSpec:
     extra: dict = field(default_factory=dict)
 
 
-MODELS_FOR_KIND = {"sequence": ("lstm",)}
+MODELS_FOR_KIND = {"sequence": ("lstm",), "perceptron": ("perceptron",), "linear": ("linear",),
+                   "classify": ("mlp",)}
 MODEL_KEYS = {
     "lstm": {"hidden": int, "layers": int, "forget_bias": float, "hoist": (bool, type(None))},
+    "perceptron": {"iterations": int, "rate": float},
+    "linear": {"rule": ("sgd", "batch"), "iterations": int, "rate": float},
+    "mlp": {"hidden": list, "hidden_act": ("sigmoid", "relu", "tanh"), "output_act": ("sigmoid", "none"),
+            "loss": ("half_sse", "xent"), "backprop": ("delta", "autodiff"),
+            "init": ("uniform_0.1", "glorot", "he")},
 }
 
 
@@ -72,15 +78,19 @@ def _int(d: dict, key: str, prefix: str, lo: int = 1) -> int:
 def _check_task_params(fn, params: dict, name: str) -> dict:
     sig = inspect.signature(fn)
     known = [p for p in sig.parameters if p not in ("seed", "data_dir")]
+    str_params = {p for p in known if isinstance(sig.parameters[p].default, str)}
     for k, v in params.items():
         _need(k in known, f"task.{k}", f"is not a parameter of task {name!r}; it takes {known}")
         default = sig.parameters[k].default
-        if isinstance(default, bool):
+        if k in str_params:
+            _need(isinstance(v, str), f"task.{k}", f"must be a string, got {v!r}")
+        elif isinstance(default, bool):
             _need(isinstance(v, bool), f"task.{k}", f"must be true/false, got {v!r}")
         elif isinstance(default, int):
             _need(isinstance(v, int) and not isinstance(v, bool), f"task.{k}",
                   f"must be an integer, got {v!r}")
-            _need(v >= (0 if k in ("lag_min",) else 1), f"task.{k}", f"must be >= 1, got {v}")
+            lo = 0 if k in ("limit",) else 1
+            _need(v >= lo, f"task.{k}", f"must be >= {lo}, got {v}")
         elif isinstance(default, float):
             _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"task.{k}",
                   f"must be a number, got {v!r}")
@@ -108,7 +118,14 @@ def parse(cfg: DictConfig | dict) -> RunSpec:
     for k, v in model.items():
         _need(k in MODEL_KEYS[mname], f"model.{k}",
               f"is not a setting of model {mname!r}; it takes {sorted(MODEL_KEYS[mname])}")
-        if MODEL_KEYS[mname][k] is int:
+        kind_ = MODEL_KEYS[mname][k]
+        if isinstance(kind_, tuple) and all(isinstance(o, str) for o in kind_):
+            _need(v in kind_, f"model.{k}", f"must be one of {kind_}, got {v!r}")
+        elif kind_ is list:
+            _need(isinstance(v, list) and len(v) > 0 and all(isinstance(i, int) and not isinstance(i, bool)
+                                                             and i >= 1 for i in v),
+                  f"model.{k}", f"must be a non-empty list of layer sizes >= 1, e.g. [300], got {v!r}")
+        elif kind_ is int:
             _int(model, k, "model")
         elif MODEL_KEYS[mname][k] is float:
             _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"model.{k}",
@@ -129,8 +146,9 @@ def parse(cfg: DictConfig | dict) -> RunSpec:
           f"must be one of {RESET_POLICIES}, got {tb.get('reset')!r}")
 
     tr = dict(c["train"])
-    for k in ("epochs", "replicas", "eval_every", "checkpoint_every"):
-        _int(tr, k, "train")
+    for k in ("epochs", "replicas", "eval_every", "checkpoint_every", "batch_size"):
+        if k in tr:
+            _int(tr, k, "train")
 
     lg = dict(c["logger"])
     _need(lg.get("mode") in ("offline", "online", "disabled"), "logger.mode",

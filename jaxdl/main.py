@@ -79,6 +79,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     import absl.logging
     absl.logging.set_verbosity(absl.logging.WARNING)  # orbax logs every file it renames at INFO
+    import logging
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notices
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     group, name = _group_and_name()
     resolved = OmegaConf.to_container(cfg, resolve=True)

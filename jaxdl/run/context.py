@@ -58,6 +58,17 @@ class RunContext:
         tmp.write_text(json.dumps(allp))
         tmp.replace(prog)
 
+    def resume(self, state) -> tuple[object, int, float]:
+        """(state, start_epoch, wall_time_s): restored from the latest checkpoint if
+        there is one (metrics logged after it are dropped), else as given."""
+        last = self.ckpt.latest_epoch()
+        if last is None:
+            return state, 0, 0.0
+        state = self.ckpt.restore(last, state)
+        self.metrics.truncate_after(last)
+        print(f"[jaxdl] resumed from {self.ckpt.dir} at epoch {last}")
+        return state, last, self.read_progress(last).get("wall_time_s", 0.0)
+
     def read_progress(self, epoch: int) -> dict:
         prog = self.run_dir / "progress.json"
         return json.loads(prog.read_text()).get(str(epoch), {}) if prog.exists() else {}

@@ -75,18 +75,10 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
              "opt_state": jax.vmap(opt.init)(params),
              "seq": jax.vmap(eng.fresh_state, in_axes=(0, None))(params, first),
              "epoch": jnp.zeros((), jnp.int32)}
-    wall = 0.0
     num_params = sum(int(np.prod(a.shape[1:])) for a in jax.tree.leaves(params))
 
-    start = 0
-    last = run.ckpt.latest_epoch()
-    if last is not None:
-        state = run.ckpt.restore(last, state)
-        start = int(state["epoch"])
-        wall = run.read_progress(start).get("wall_time_s", 0.0)
-        run.metrics.truncate_after(start)
-        print(f"[jaxdl] resumed from {run.ckpt.dir} at epoch {start}")
-    last_ckpt = last
+    state, start, wall = run.resume(state)
+    last_ckpt = start or None
 
     run_epoch = jax.jit(jax.vmap(eng.run_epoch, in_axes=(0, 0, 0, None)))
     evaluate = jax.jit(jax.vmap(

@@ -1,0 +1,1 @@
+"""Data sources (IDX files, TFDS, embedded sets) and the sequence data toolkit."""
