@@ -1,0 +1,329 @@
+"""Sequential models and the define / compile / fit / evaluate / predict workflow.
+
+    model = Sequential([LSTM(32), Dense(1)], input_shape=(10, 1))          # define
+    c = model.compile(optimizer="adam", loss="mse", metrics=["mae"])      # compile
+    ts = c.init(jax.random.PRNGKey(0))                                    # params, optimizer, LSTM state
+    ts, history = c.fit(ts, X, y, batch_size=32, epochs=10, validation_data=(Xv, yv), verbose=2)
+    c.evaluate(ts, X, y); c.predict(ts, X); c.predict_classes(ts, X)
+
+Everything is a pure function of its arguments: `fit` returns a new TrainState.
+A stateful model (any LSTM(stateful=True), with batch_input_shape) keeps its LSTM
+state in TrainState.state across batches and calls; `c.reset_states(ts)` zeroes it.
+One epoch is one jitted lax.scan over batches.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxdl.train.errors import TrainingDiverged
+from jaxdl.train.optim import make_optimizer
+from jaxdl.workflow.layers import LSTM, RepeatVector
+
+EPS = 1e-7
+
+
+class TrainState(NamedTuple):
+    params: Any
+    opt_state: Any
+    state: Any          # per-layer LSTM state (stateful models), else None entries
+
+
+# -- losses on the model's outputs (probabilities after softmax/sigmoid), Keras-style --
+def _mse(p, y):
+    return ((p - y) ** 2).reshape(p.shape[0], -1).mean(-1)
+
+
+def _bce(p, y):
+    p = jnp.clip(p, EPS, 1 - EPS)
+    return -(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)).reshape(p.shape[0], -1).mean(-1)
+
+
+def _cce(p, y):
+    p = jnp.clip(p, EPS, 1.0)
+    return -(y * jnp.log(p)).sum(-1).reshape(p.shape[0], -1).mean(-1)
+
+
+def _scce(p, y):
+    p = jnp.clip(p, EPS, 1.0)
+    ll = jnp.take_along_axis(jnp.log(p), y[..., None].astype(jnp.int32), -1)[..., 0]
+    return -ll.reshape(p.shape[0], -1).mean(-1)
+
+
+LOSSES = {"mse": _mse, "mean_squared_error": _mse, "binary_crossentropy": _bce,
+          "categorical_crossentropy": _cce, "sparse_categorical_crossentropy": _scce}
+
+
+def _accuracy(loss_name):
+    def acc(p, y):
+        if loss_name == "binary_crossentropy":
+            hit = (p > 0.5) == (y > 0.5)
+        elif loss_name == "sparse_categorical_crossentropy":
+            hit = jnp.argmax(p, -1) == y
+        else:
+            hit = jnp.argmax(p, -1) == jnp.argmax(y, -1)
+        return hit.astype(jnp.float32).reshape(p.shape[0], -1).mean(-1)
+    return acc
+
+
+def _metric(name, loss_name):
+    if name in ("accuracy", "acc"):
+        return _accuracy(loss_name)
+    if name == "mae":
+        return lambda p, y: jnp.abs(p - y).reshape(p.shape[0], -1).mean(-1)
+    if name in ("mse", "mean_squared_error"):
+        return _mse
+    raise ValueError(f"unknown metric {name!r}; use accuracy, mae or mse")
+
+
+@dataclass(frozen=True)
+class Sequential:
+    """Layers applied in order. input_shape=(steps, features) excludes the batch;
+    batch_input_shape=(batch, steps, features) fixes the batch (needed when stateful)."""
+    layers: tuple
+    input_shape: tuple | None = None
+    batch_input_shape: tuple | None = None
+
+    def __init__(self, layers, input_shape=None, batch_input_shape=None):
+        object.__setattr__(self, "layers", tuple(layers))
+        if batch_input_shape is not None:
+            input_shape = tuple(batch_input_shape[1:])
+        if input_shape is None:
+            raise ValueError("Sequential needs input_shape=(steps, features) or batch_input_shape=(batch, steps, features)")
+        object.__setattr__(self, "input_shape", tuple(input_shape))
+        object.__setattr__(self, "batch_input_shape", tuple(batch_input_shape) if batch_input_shape else None)
+        if self.stateful and self.batch_input_shape is None:
+            raise ValueError("a stateful LSTM needs a fixed batch: give batch_input_shape=(batch, steps, features)")
+
+    @property
+    def stateful(self) -> bool:
+        return any(isinstance(l, LSTM) and l.stateful for l in self.layers)
+
+    def init(self, key):
+        shape, params = self.input_shape, []
+        for k, layer in zip(jax.random.split(key, len(self.layers)), self.layers):
+            p, shape = layer.init(k, shape)
+            params.append(p)
+        return params
+
+    def initial_state(self, params, batch: int):
+        return [l.initial_state(p, batch) for l, p in zip(self.layers, params)]
+
+    def check_input(self, x, check_batch: bool = True):
+        x = jnp.asarray(x)
+        if x.ndim != len(self.input_shape) + 1:
+            raise ValueError(f"input has shape {x.shape}; the model takes [samples, {', '.join(map(str, self.input_shape))}] "
+                             "- reshape the data to [samples, time steps, features]")
+        if x.shape[-1] != self.input_shape[-1]:
+            raise ValueError(f"input has {x.shape[-1]} features per step but the model was built for "
+                             f"{self.input_shape[-1]} (input_shape={self.input_shape})")
+        if check_batch and self.stateful and x.shape[0] != self.batch_input_shape[0]:
+            raise ValueError(f"this stateful model was built for batches of {self.batch_input_shape[0]} "
+                             f"but got {x.shape[0]}; use batch_size={self.batch_input_shape[0]} (a stateful "
+                             "model's batch size is fixed)")
+        return x
+
+    def apply(self, params, x, state=None, mask=None):
+        """x [B, ...] -> (y, new state). state None: every LSTM starts from zero."""
+        if state is None:
+            state = self.initial_state(params, x.shape[0])
+        new = []
+        for layer, p, s in zip(self.layers, params, state):
+            x, s2 = layer.apply(p, x, s, mask)
+            new.append(s2)
+            if isinstance(layer, RepeatVector) or (isinstance(layer, LSTM) and not layer.return_sequences):
+                mask = None                     # the time axis the mask described is gone
+        return x, new
+
+    def compile(self, optimizer="adam", loss="mse", metrics=(), lr: float | None = None,
+                clip: float = 0.0) -> "Compiled":
+        if isinstance(optimizer, str):
+            defaults = {"sgd": 0.01, "adam": 1e-3, "rmsprop": 1e-3, "adamw": 1e-3}
+            if optimizer not in defaults:
+                raise ValueError(f"unknown optimizer {optimizer!r}; use sgd, adam, rmsprop or an optax transformation")
+            optimizer = make_optimizer(optimizer, lr or defaults[optimizer], clip)
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)}")
+        return Compiled(self, optimizer, loss, tuple(metrics))
+
+
+@dataclass(frozen=True)
+class Compiled:
+    model: Sequential
+    optimizer: optax.GradientTransformation
+    loss: str
+    metrics: tuple = ()
+    _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    # ---- state -------------------------------------------------------------
+    def init(self, key) -> TrainState:
+        params = self.model.init(key)
+        b = self.model.batch_input_shape[0] if self.model.stateful else 1
+        return TrainState(params, self.optimizer.init(params), self.model.initial_state(params, b))
+
+    def reset_states(self, ts: TrainState) -> TrainState:
+        """Zero every LSTM state (the seed's model.reset_states())."""
+        b = self.model.batch_input_shape[0] if self.model.stateful else 1
+        return ts._replace(state=self.model.initial_state(ts.params, b))
+
+    # ---- pieces ------------------------------------------------------------
+    def _per_sample(self, params, x, y, state, mask):
+        p, state = self.model.apply(params, x, state, mask)
+        out = {"loss": LOSSES[self.loss](p, y)}
+        for m in self.metrics:
+            out[m] = _metric(m, self.loss)(p, y)
+        return out, state
+
+    def _batches(self, n, batch_size, what):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if self.model.stateful:
+            b = self.model.batch_input_shape[0]
+            if batch_size != b:
+                raise ValueError(f"this stateful model was built for batches of {b}; {what} with batch_size={b}")
+            if n % b:
+                raise ValueError(f"a stateful model needs the number of samples ({n}) to be a multiple of its "
+                                 f"batch size ({b}); trim or pad the data")
+        return math.ceil(n / batch_size)
+
+    def _prepare(self, x, y, batch_size, mask):
+        """Pad to whole batches with zero-weight samples: [nb, B, ...] arrays."""
+        x = self.model.check_input(x, check_batch=False)
+        n = x.shape[0]
+        nb = self._batches(n, batch_size, "call fit, evaluate and predict")
+        pad = nb * batch_size - n
+        w = jnp.ones(n)
+        padt = lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
+        shape = lambda a: padt(jnp.asarray(a)).reshape(nb, batch_size, *jnp.asarray(a).shape[1:])
+        m = None if mask is None else shape(jnp.asarray(mask, jnp.float32))
+        return shape(x), (None if y is None else shape(y)), shape(w), m, n
+
+    # ---- the verbs ---------------------------------------------------------
+    def fit(self, ts: TrainState, x, y, batch_size: int = 32, epochs: int = 1, shuffle: bool = True,
+            validation_data=None, verbose: int = 1, mask=None, seed: int = 0,
+            checkpoint_dir: str | Path | None = None):
+        """Train; returns (TrainState, history {metric: [per epoch]})."""
+        if self.model.stateful and shuffle:
+            raise ValueError("a stateful model keeps the order of its samples: fit it with shuffle=False")
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        xb, yb, wb, mb, n = self._prepare(x, y, batch_size, mask)
+        epoch_fn = self._cache.get("epoch")
+        if epoch_fn is None:
+            epoch_fn = self._cache["epoch"] = jax.jit(self._epoch, static_argnums=(5, 6))
+        ckpt = None
+        if checkpoint_dir is not None:
+            from jaxdl.run.checkpoint import Checkpointer
+            ckpt = Checkpointer(Path(checkpoint_dir))
+        history: dict[str, list] = {}
+        bar = None
+        if verbose == 1:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+        last_good = ckpt.latest_epoch() if ckpt else None
+        base = last_good or 0            # checkpoints keep counting across fit calls
+        try:
+            for e in range(epochs):
+                key = jax.random.fold_in(jax.random.PRNGKey(seed), e)
+                params, opt_state, state, per_batch, sums = epoch_fn(
+                    ts.params, ts.opt_state, ts.state, key, (xb, yb, wb, mb), shuffle and not self.model.stateful,
+                    self.model.stateful)
+                bl = np.asarray(per_batch)
+                if not np.isfinite(bl).all():
+                    raise TrainingDiverged(e + 1, int(np.nonzero(~np.isfinite(bl))[0][0]) + 1, last_good)
+                ts = TrainState(params, opt_state, state if self.model.stateful else ts.state)
+                row = {k: float(v) / n for k, v in sums.items()}
+                if validation_data is not None:
+                    row.update({f"val_{k}": v for k, v in self.evaluate(ts, *validation_data,
+                                                                        batch_size=batch_size).items()})
+                for k, v in row.items():
+                    history.setdefault(k, []).append(v)
+                if ckpt is not None:
+                    ckpt.save(base + e + 1, {"params": ts.params, "opt_state": ts.opt_state})
+                    last_good = base + e + 1
+                msg = " - ".join(f"{k}: {v:.4f}" for k, v in row.items())
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(msg)
+                elif verbose == 2:
+                    print(f"Epoch {e + 1}/{epochs} - {msg}")
+        finally:
+            if bar is not None:
+                bar.close()
+            if ckpt is not None:
+                ckpt.close()
+        return ts, history
+
+    def _epoch(self, params, opt_state, state, key, data, shuffle, stateful):
+        xb, yb, wb, mb = data
+        nb = xb.shape[0]
+        order = jax.random.permutation(key, nb * xb.shape[1]) if shuffle else None
+
+        def get(a, i):
+            if a is None:
+                return None
+            if order is None:
+                return a[i]
+            flat = a.reshape(-1, *a.shape[2:])
+            return flat[jax.lax.dynamic_slice_in_dim(order, i * xb.shape[1], xb.shape[1])]
+
+        def step(c, i):
+            params, opt_state, state = c
+            x, y, w, m = get(xb, i), get(yb, i), get(wb, i), get(mb, i)
+
+            def lossf(p):
+                out, st = self._per_sample(p, x, y, state if stateful else None, m)
+                return (out["loss"] * w).sum() / jnp.maximum(w.sum(), 1.0), (out, st)
+            (l, (out, st)), g = jax.value_and_grad(lossf, has_aux=True)(params)
+            upd, opt_state = self.optimizer.update(g, opt_state, params)
+            params = optax.apply_updates(params, upd)
+            st = jax.lax.stop_gradient(st) if stateful else state
+            return (params, opt_state, st), (l, {k: (v * w).sum() for k, v in out.items()})
+
+        (params, opt_state, state), (losses, sums) = jax.lax.scan(step, (params, opt_state, state), jnp.arange(nb))
+        return params, opt_state, state, losses, jax.tree.map(jnp.sum, sums)
+
+    def evaluate(self, ts: TrainState, x, y, batch_size: int = 32, mask=None) -> dict:
+        """Loss and metrics over (x, y), weighted per sample. Starts from ts.state
+        for stateful models (call reset_states before if the state should not carry)."""
+        xb, yb, wb, mb, n = self._prepare(x, y, batch_size, mask)
+        f = self._cache.get("eval")
+        if f is None:
+            def f(params, state, xb, yb, wb, mb):
+                def step(st, i):
+                    out, st2 = self._per_sample(params, xb[i], yb[i], st if self.model.stateful else None,
+                                                None if mb is None else mb[i])
+                    return (st2 if self.model.stateful else st), {k: (v * wb[i]).sum() for k, v in out.items()}
+                return jax.lax.scan(step, state, jnp.arange(xb.shape[0]))[1]
+            f = self._cache["eval"] = jax.jit(f)
+        sums = f(ts.params, ts.state, xb, yb, wb, mb)
+        return {k: float(v.sum()) / n for k, v in sums.items()}
+
+    def predict(self, ts: TrainState, x, batch_size: int = 32, mask=None, return_state: bool = False):
+        """Model outputs for x (batch-major). With return_state, also the TrainState
+        whose LSTM state advanced over x (stateful models)."""
+        xb, _, _, mb, n = self._prepare(x, None, batch_size, mask)
+        f = self._cache.get("predict")
+        if f is None:
+            def f(params, state, xb, mb):
+                def step(st, i):
+                    p, st2 = self.model.apply(params, xb[i], st if self.model.stateful else None,
+                                              None if mb is None else mb[i])
+                    return (st2 if self.model.stateful else st), p
+                return jax.lax.scan(step, state, jnp.arange(xb.shape[0]))
+            f = self._cache["predict"] = jax.jit(f)
+        state, preds = f(ts.params, ts.state, xb, mb)
+        preds = np.asarray(preds).reshape(-1, *preds.shape[2:])[:n]
+        return (preds, ts._replace(state=state)) if return_state else preds
+
+    def predict_classes(self, ts: TrainState, x, batch_size: int = 32, mask=None):
+        """Class indices: argmax of a softmax output, or 0/1 for a single sigmoid unit."""
+        p = self.predict(ts, x, batch_size, mask)
+        return (p[..., 0] > 0.5).astype(np.int64) if p.shape[-1] == 1 else np.argmax(p, -1)
