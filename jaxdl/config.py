@@ -39,7 +39,7 @@ class RunSpec:
     extra: dict = field(default_factory=dict)
 
 
-MODELS_FOR_KIND = {"sequence": ("lstm",), "perceptron": ("perceptron",), "linear": ("linear",),
+MODELS_FOR_KIND = {"sequence": ("lstm",), "workflow": ("lstm",), "perceptron": ("perceptron",), "linear": ("linear",),
                    "classify": ("mlp",)}
 MODEL_KEYS = {
     "lstm": {"hidden": int, "layers": int, "forget_bias": float, "hoist": (bool, type(None))},
@@ -52,8 +52,9 @@ MODEL_KEYS = {
 
 
 def _registry():
-    from jaxdl.tasks import SEQUENCE_TASKS
+    from jaxdl.tasks import SEQUENCE_TASKS, WORKFLOW_TASKS
     reg = {name: (fn, "sequence") for name, fn in SEQUENCE_TASKS.items()}
+    reg.update({name: (fn, "workflow") for name, fn in WORKFLOW_TASKS.items()})
     try:
         from jaxdl.tasks import CLASSIC_TASKS
         reg.update({name: (fn, kind) for name, (fn, kind) in CLASSIC_TASKS.items()})
@@ -77,7 +78,9 @@ def _int(d: dict, key: str, prefix: str, lo: int = 1) -> int:
 
 def _check_task_params(fn, params: dict, name: str) -> dict:
     sig = inspect.signature(fn)
-    known = [p for p in sig.parameters if p not in ("seed", "data_dir")]
+    from jaxdl.tasks import WORKFLOW_RUN_ARGS, WORKFLOW_TASKS
+    skip = WORKFLOW_RUN_ARGS if name in WORKFLOW_TASKS else {"seed", "data_dir"}
+    known = [p for p in sig.parameters if p not in skip and p != "kw"]
     str_params = {p for p in known if isinstance(sig.parameters[p].default, str)}
     for k, v in params.items():
         _need(k in known, f"task.{k}", f"is not a parameter of task {name!r}; it takes {known}")

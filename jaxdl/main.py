@@ -37,6 +37,9 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
     try:
         if spec.task_kind == "sequence":
             summary = _run_sequence(spec, ctx)
+        elif spec.task_kind == "workflow":
+            from jaxdl.workflow.runner import run_workflow
+            summary = run_workflow(spec, ctx)
         else:
             from jaxdl.classic.runner import run_classic
             summary = run_classic(spec, ctx)
@@ -51,7 +54,10 @@ def _run_sequence(spec: RunSpec, ctx) -> dict:
     from jaxdl.tasks import SEQUENCE_TASKS
     from jaxdl.train.fit_sequence import chance_report, fit_sequence
 
-    task = SEQUENCE_TASKS[spec.task](seed=spec.seed, **spec.task_params)
+    import inspect
+    fn = SEQUENCE_TASKS[spec.task]
+    extra = {"data_dir": spec.data_dir} if "data_dir" in inspect.signature(fn).parameters else {}
+    task = fn(seed=spec.seed, **spec.task_params, **extra)
     m, o, tb, tr = spec.model.params, spec.optim, spec.tbptt, spec.train
     summary = fit_sequence(
         task, ctx, seed=spec.seed, hidden=m["hidden"], layers=m.get("layers", 1),
@@ -65,6 +71,14 @@ def _run_sequence(spec: RunSpec, ctx) -> dict:
         print(f"[jaxdl] {tr['replicas']} replicas: {summary['headline']} "
               f"mean {st['mean']:.4f} +- {st['std']:.4f}")
     print(f"[jaxdl] {chance_report(summary)}")
+    if task.sampling:
+        import jax
+        from jaxdl.tasks.text import sample
+        params = jax.tree.map(lambda a: a[0], summary["_params"])     # replica 0
+        s = task.sampling
+        text = sample(params, task.vocab, s["prime"], s["chars"], s["temperature"], jax.random.PRNGKey(spec.seed))
+        (ctx.run_dir / "sample.txt").write_text(text)
+        print(f"[jaxdl] dreamed at temperature {s['temperature']} (sample.txt):\n{text}\n")
     print(f"[jaxdl] run dir: {ctx.run_dir}")
     summary.pop("_params", None)
     return summary

@@ -1,11 +1,21 @@
 """Task registry: name -> builder (and kind). Builders take plain values."""
-from jaxdl.tasks import classic, synthetic
+from jaxdl.tasks import addition, classic, forecast, seqclass, synthetic, text
 
 SEQUENCE_TASKS = {
     "echo": synthetic.echo,
     "adding": synthetic.adding,
     "sine": synthetic.sine,
+    "textgen": text.textgen,
 }
+
+# trained with the define/compile/fit workflow (jaxdl.workflow); name -> run function
+WORKFLOW_TASKS = {
+    "forecast": forecast.run,
+    "seqclass": seqclass.run,
+    "addition": addition.run,
+}
+# run() arguments that come from model/optim/train, not from task.*
+WORKFLOW_RUN_ARGS = {"hidden", "epochs", "batch_size", "lr", "seed", "verbose", "checkpoint_dir", "checkpoint_every", "data_dir"}
 
 # name -> (builder, kind); kind picks the trainer and the models that fit
 CLASSIC_TASKS = {

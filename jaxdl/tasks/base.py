@@ -20,3 +20,6 @@ class SeqTask:
     chance_text: str      # what that chance level is
     higher_is_better: bool = True
     reset: str | None = None   # a reset policy the task requires (None: use the config's)
+    token_inputs: bool = False # x holds integer tokens, one-hot encoded (in_dim classes) inside the model
+    vocab: tuple = ()          # the tokens' characters, for sampling
+    sampling: dict | None = None   # {"prime", "chars", "temperature"}: text to dream after training

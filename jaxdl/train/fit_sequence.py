@@ -61,7 +61,10 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
     reset = task.reset or reset
     objective = get_objective(task.loss)
     opt = make_optimizer(optimizer, lr, clip)
-    apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, hoist=hoist)
+    if task.token_inputs:
+        apply_fn = lambda p, x, c, m: rnn_apply(p, jax.nn.one_hot(x, task.in_dim), c, m, hoist=hoist)
+    else:
+        apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, hoist=hoist)
     N, T, B = task.train.mask.shape
     eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, k1, k2, reset=reset)
     updates_per_epoch = N * eng.schedule.updates

@@ -208,7 +208,7 @@ class Compiled:
     # ---- the verbs ---------------------------------------------------------
     def fit(self, ts: TrainState, x, y, batch_size: int = 32, epochs: int = 1, shuffle: bool = True,
             validation_data=None, verbose: int = 1, mask=None, seed: int = 0,
-            checkpoint_dir: str | Path | None = None):
+            checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1):
         """Train; returns (TrainState, history {metric: [per epoch]})."""
         if self.model.stateful and shuffle:
             raise ValueError("a stateful model keeps the order of its samples: fit it with shuffle=False")
@@ -245,7 +245,7 @@ class Compiled:
                                                                         batch_size=batch_size).items()})
                 for k, v in row.items():
                     history.setdefault(k, []).append(v)
-                if ckpt is not None:
+                if ckpt is not None and ((e + 1) % checkpoint_every == 0 or e + 1 == epochs):
                     ckpt.save(base + e + 1, {"params": ts.params, "opt_state": ts.opt_state})
                     last_good = base + e + 1
                 msg = " - ".join(f"{k}: {v:.4f}" for k, v in row.items())

@@ -1,0 +1,120 @@
+"""The four sequence problems as runnable tasks, and the embedded TBPTT tasks."""
+import json
+
+import numpy as np
+import pytest
+
+from jaxdl.tasks import addition, forecast, seqclass, synthetic
+from jaxdl.tasks.series import load_series
+from tests.helpers import run_inprocess
+
+QUIET = ["logger.mode=disabled", "train.progress=false"]
+
+
+def test_shipped_airline_series_is_the_classic_one():
+    s = load_series("airline")
+    assert len(s) == 144 and s[0] == 112 and s[-1] == 432
+    assert abs(s.mean() - 280.298611) < 1e-6          # R's AirPassengers
+
+
+def test_forecast_task_beats_persistence_and_mlp(tmp_path):
+    s, d = run_inprocess(tmp_path, ["task=forecast", "train.checkpoint_every=100"] + QUIET)
+    f = s["final"]
+    assert f["test/rmse"] < f["test/rmse_mlp"] < f["test/rmse_persistence"]
+    assert (d / "forecast.png").stat().st_size > 1000
+    rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 600 and rows[-1]["train/loss"] < rows[0]["train/loss"] / 5
+
+
+def test_forecast_undo_inverts_the_preparation():
+    """Feeding the true scaled differences through undo() gives back the series."""
+    d = forecast.prepare(load_series("airline"), 12, 24)
+    np.testing.assert_allclose(forecast.undo(d, d["y_te"][:, 0]), d["truth"], rtol=1e-5)
+
+
+def test_seqclass_digits_rows_as_time_steps(tmp_path):
+    s, _ = run_inprocess(tmp_path, ["task=seqclass", "train.epochs=8"] + QUIET)
+    assert s["final"]["test/accuracy"] > 0.85          # chance 0.1
+
+
+def test_seqclass_variable_length_with_masking():
+    m, _, (c, ts) = seqclass.run("varlen", n=1200, epochs=8, hidden=16)
+    assert m["test/accuracy"] > 0.75 > m["test/majority_baseline"]
+    X_tr, y_tr, X_te, y_te, m_tr, m_te = seqclass.load("varlen", 0, n=1200)
+    # the same sequences padded much further: identical predictions with the mask
+    wider = np.concatenate([X_te, np.full((len(X_te), 10, 1), 7.0, np.float32)], 1)
+    mw = np.concatenate([m_te, np.zeros((len(X_te), 10), np.float32)], 1)
+    from jaxdl.workflow import LSTM, Dense, Sequential
+    cw = Sequential([LSTM(16), Dense(2, "softmax")], input_shape=wider.shape[1:]).compile()
+    np.testing.assert_allclose(cw.predict(ts, wider, mask=mw), c.predict(ts, X_te, mask=m_te), rtol=1e-5, atol=1e-6)
+
+
+def test_addition_seq2seq_learns_two_digit_sums():
+    m, _, examples = addition.run(digits=2, train_size=4000, test_size=500, hidden=96, epochs=40, lr=5e-3)
+    assert m["test/exact_match"] > 0.8                  # a random guess: ~1e-3
+    q, a = examples[0].split(" = ")
+    assert q.count("+") == 1 and a.isdigit()
+
+
+def test_addition_encoding_round_trip():
+    rng = np.random.default_rng(0)
+    probs = addition.make_problems(50, 3, rng)
+    _, Y, ids = addition.encode(probs, 3)
+    assert addition.decode(ids) == [a for _, a in probs]
+    assert Y.shape == (50, 4, len(addition.ALPHABET))
+
+
+def test_textgen_reports_bpc_and_dreams(tmp_path, shared_data):
+    s, d = run_inprocess(tmp_path, ["task=textgen", "task.max_chars=60000", "model.hidden=64", "task.streams=8",
+                                    "optim.lr=0.01",
+                                    "train.epochs=3", f"data_dir={shared_data}"] + QUIET)
+    assert s["final"]["test/bpc"] < s["chance"] - 0.8      # well under the unigram entropy
+    text = (d / "sample.txt").read_text()
+    assert text.startswith("ROMEO:\n") and len(text) == len("ROMEO:\n") + 400
+
+
+def test_textgen_reads_any_user_file(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("abcabcabd " * 400)
+    s, d = run_inprocess(tmp_path, ["task=textgen", f"task.path={f}", "task.streams=4", "task.prime=ab",
+                                    "model.hidden=16", "train.epochs=2", "tbptt.k1=10", "tbptt.k2=10"] + QUIET)
+    assert set((d / "sample.txt").read_text()) <= set("abcd ")
+    with pytest.raises(FileNotFoundError, match="text file not found"):
+        run_inprocess(tmp_path, ["task=textgen", f"task.path={tmp_path}/missing.txt"] + QUIET, "m")
+
+
+def test_sampling_temperature_changes_the_spread(tmp_path):
+    import jax
+    from jaxdl.models.rnn import rnn_init
+    from jaxdl.tasks.text import sample
+    vocab = tuple("abcdefgh")
+    p = rnn_init(jax.random.PRNGKey(0), 8, 16, 8)
+    p["readout"]["w"] = p["readout"]["w"] * 5
+    cold = sample(p, vocab, "a", 300, 0.05, jax.random.PRNGKey(1))
+    hot = sample(p, vocab, "a", 300, 5.0, jax.random.PRNGKey(1))
+    assert len(set(hot)) > len(set(cold))
+    with pytest.raises(ValueError, match="temperature"):
+        sample(p, vocab, "a", 10, 0.0, jax.random.PRNGKey(1))
+
+
+@pytest.mark.parametrize("k2,learnable", [(4, False), (16, True)])
+def test_echo_needs_k2_above_the_lag(tmp_path, k2, learnable):
+    s, _ = run_inprocess(tmp_path, ["task=echo", "task.lag=8", "task.length=1000", "task.streams=16",
+                                    "task.test_length=500", "model.hidden=32", "tbptt.k1=4", f"tbptt.k2={k2}",
+                                    "train.epochs=12"] + QUIET)
+    acc = s["final"]["test/accuracy"]
+    assert (acc > 0.9) if learnable else (acc < 0.35), acc
+
+
+def test_adding_problem_baseline_and_learning(tmp_path):
+    t = synthetic.adding(0, length=20, train_size=256, test_size=128, batch=64)
+    y = t.test.y[..., 0][t.test.weight > 0]
+    assert abs(((y - 1.0) ** 2).mean() - 1 / 6) < 0.03    # the memoryless baseline
+    s, _ = run_inprocess(tmp_path, ["experiment=adding", "task.length=20", "task.train_size=2048",
+                                    "tbptt.k1=20", "tbptt.k2=20", "train.epochs=12"] + QUIET)
+    assert s["final"]["test/mse"] < 0.167 / 4
+
+
+def test_sine_beats_persistence(tmp_path):
+    s, _ = run_inprocess(tmp_path, ["task=sine", "task.length=1000", "model.hidden=32", "train.epochs=5"] + QUIET)
+    assert s["final"]["test/mse"] < s["chance"]
