@@ -1,0 +1,1 @@
+"""Models as pure functions: LSTM (custom VJP), stacked RNN, Dense, MLP."""

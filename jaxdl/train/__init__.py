@@ -1,0 +1,1 @@
+"""Trainers: the TBPTT engine, the sequence and classifier loops, optimizers."""
