@@ -12,17 +12,31 @@ PY="${PYTHON:-python3}"
 STAMP="$VENV/.jaxdl-installed"
 
 setup() {
-  local extras="$1"
-  local want; want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)+$extras"
+  # $1: the extras needed now (e.g. "test" or "test,bench"). The stamp records the
+  # pyproject hash and the extras installed; reinstall only when pyproject.toml changed
+  # or an extra is missing (so `bench` then `test` does not reinstall).
+  local extras="$1" hash have=""
+  hash="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
   if [ ! -x "$VENV/bin/python" ]; then
     echo "[launch] creating virtual environment in $VENV" >&2
     "$PY" -m venv "$VENV"
   fi
-  if [ ! -f "$STAMP" ] || ! grep -qx -- "$want" "$STAMP"; then
-    echo "[launch] installing jaxdl[$extras] (first run takes a few minutes)" >&2
+  if [ -f "$STAMP" ] && [ "$(head -n1 "$STAMP")" = "$hash" ]; then
+    have="$(sed -n 2p "$STAMP")"
+  fi
+  local missing="" e
+  for e in ${extras//,/ }; do
+    case ",$have," in *",$e,"*) ;; *) missing=1 ;; esac
+  done
+  if [ -z "$have" ] || [ -n "$missing" ]; then
+    local all="$have"
+    for e in ${extras//,/ }; do
+      case ",$all," in *",$e,"*) ;; *) all="${all:+$all,}$e" ;; esac
+    done
+    echo "[launch] installing jaxdl[$all] (first run takes a few minutes)" >&2
     "$VENV/bin/python" -m pip install -q --upgrade pip >&2
-    "$VENV/bin/python" -m pip install -q -e "$ROOT[$extras]" >&2
-    echo "$want" > "$STAMP"
+    "$VENV/bin/python" -m pip install -q -e "$ROOT[$all]" >&2
+    printf '%s\n%s\n' "$hash" "$all" > "$STAMP"
   fi
 }
 

@@ -27,3 +27,11 @@ def shared_data():
     if not d.is_dir():
         pytest.skip(f"shared data not found at {d}; set JAXDL_DATA to the folder holding mnist/ and tinyshakespeare/")
     return d
+
+
+@pytest.fixture(autouse=True)
+def exact_f32_matmuls():
+    """Tests compare numbers: on GPUs, JAX's default f32 matmul uses TF32 (about 1e-3
+    relative), so ask for full precision. No effect on the CPU."""
+    with jax.default_matmul_precision("highest"):
+        yield
