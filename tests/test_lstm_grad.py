@@ -6,7 +6,7 @@ import pytest
 
 from jaxdl.gradcheck import gradient_check
 from jaxdl.models.lstm import lstm_init, lstm_scan, lstm_scan_reference
-from jaxdl.models.rnn import rnn_apply, rnn_init
+from jaxdl.models.rnn import rnn_apply, rnn_apply_last, rnn_carry, rnn_init
 
 
 def _setup(T=5, B=3, D=4, H=6, dtype=jnp.float64):
@@ -89,3 +89,17 @@ def test_wrong_feature_count_is_a_clear_error():
         lstm_scan(p, jnp.zeros((5, 2, 2)), (jnp.zeros((2, 4)), jnp.zeros((2, 4))))
     with pytest.raises(ValueError, match="batch size"):
         lstm_scan(p, jnp.zeros((5, 2, 3)), (jnp.zeros((1, 4)), jnp.zeros((1, 4))))
+
+
+def test_last_step_readout_equals_every_step_readout_at_the_end():
+    params = rnn_init(jax.random.PRNGKey(0), 3, 5, 4, layers=2)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (6, 2, 3))
+    every, c1 = rnn_apply(params, xs, rnn_carry(params, 2))
+    last, c2 = rnn_apply_last(params, xs, rnn_carry(params, 2))
+    np.testing.assert_allclose(last, every[-1], rtol=1e-6)
+    # with a mask, the readout sees the state after each sequence's last real step
+    mask = jnp.ones((6, 2)).at[4:, 1].set(0.0)
+    last_m, _ = rnn_apply_last(params, xs, rnn_carry(params, 2), mask)
+    short, _ = rnn_apply(params, xs[:4, 1:], rnn_carry(params, 1))
+    np.testing.assert_allclose(last_m[1], short[-1, 0], rtol=1e-5)
+    np.testing.assert_allclose(last_m[0], every[-1, 0], rtol=1e-6)

@@ -3,6 +3,7 @@ trainers use. Pure functions; carry is a tuple of (h, c) per layer.
 
     rnn_init(key, in_dim, hidden, out_dim, layers) -> params
     rnn_apply(params, xs [T, B, D], carry, mask [T, B] | None) -> (ys [T, B, O], carry)
+    rnn_apply_last(params, xs, carry, mask) -> (y [B, O], carry)   readout on the last step only
 """
 from __future__ import annotations
 
@@ -43,3 +44,10 @@ def rnn_apply(params, xs, carry, mask=None, hoist=None):
     """Readout on every step: xs [T, B, D] -> ys [T, B, O], carry."""
     hs, carry = rnn_features(params, xs, carry, mask, hoist)
     return dense_apply(params["readout"], hs), carry
+
+
+def rnn_apply_last(params, xs, carry, mask=None, hoist=None):
+    """Readout on the last step only (sequence classification): xs [T, B, D] -> y [B, O].
+    With a mask, "last" is the state after each sequence's last real step (held state)."""
+    _, carry = rnn_features(params, xs, carry, mask, hoist)
+    return dense_apply(params["readout"], carry[-1][0]), carry
