@@ -48,9 +48,8 @@ def jax_step_fn(scan, hoist=None):
     return step, opt
 
 
-def bench_jax(step, opt, H, x, y, reps):
-    p = rnn_init(jax.random.PRNGKey(0), D, H, D)
-    o = opt.init(p)
+def time_steps(step, p, o, x, y, reps):
+    """Seconds per call of a jitted (params, opt_state, x, y) -> (params, opt_state, loss), after one warm-up."""
     p, o, l = step(p, o, x, y); jax.block_until_ready(l)
     times = []
     for _ in range(reps):
@@ -59,6 +58,11 @@ def bench_jax(step, opt, H, x, y, reps):
         jax.block_until_ready(l)
         times.append(time.perf_counter() - t0)
     return times
+
+
+def bench_jax(step, opt, H, x, y, reps):
+    p = rnn_init(jax.random.PRNGKey(0), D, H, D)
+    return time_steps(step, p, opt.init(p), x, y, reps)
 
 
 def flax_peer(H):
@@ -83,15 +87,7 @@ def flax_peer(H):
 def bench_flax(H, xb, yb, reps):
     m, opt, step = flax_peer(H)
     p = m.init(jax.random.PRNGKey(0), xb)
-    o = opt.init(p)
-    p, o, l = step(p, o, xb, yb); jax.block_until_ready(l)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        p, o, l = step(p, o, xb, yb)
-        jax.block_until_ready(l)
-        times.append(time.perf_counter() - t0)
-    return times
+    return time_steps(step, p, opt.init(p), xb, yb, reps)
 
 
 def bench_keras(H, xb, yb, reps):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from jaxdl.run.checkpoint import Checkpointer
 from jaxdl.run.metrics import MetricsLog, final_and_best
@@ -46,6 +47,14 @@ class RunContext:
             self.logger.summary({f"final/{k}": v for k, v in final.items()})
             self.logger.summary({f"best/{k}": v for k, v in best.items()})
         return summary
+
+    def finish(self, extra: dict, per_replica: dict, higher_is_better: dict[str, bool]) -> dict:
+        """summary.json with the per-replica values and their mean and std (if any)."""
+        if per_replica:
+            extra = {**extra, "per_replica": per_replica,
+                     "replica_stats": {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
+                                       for k, v in per_replica.items()}}
+        return self.write_summary(extra, higher_is_better)
 
     def save_checkpoint(self, epoch: int, state, **progress) -> None:
         """Orbax checkpoint of `state`, plus progress.json (wall time etc.),

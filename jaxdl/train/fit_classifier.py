@@ -146,10 +146,6 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
              "sizes": list(sizes), "epochs_run": int(state["epoch"]), "stopped_early_at": stopped,
              "wall_time_s": wall, "steps_per_s": (timed_updates / timed_s) if timed_s else None,
              "epoch_time_s": (timed_s / max((timed_updates // max(nb * replicas, 1)), 1)) if timed_s else None}
-    if per_replica:
-        extra["per_replica"] = per_replica
-        extra["replica_stats"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
-                                  for k, v in per_replica.items()}
-    summary = run.write_summary(extra, HIGHER_IS_BETTER)
+    summary = run.finish(extra, per_replica, HIGHER_IS_BETTER)
     summary["_params"] = state["params"]
     return summary

@@ -135,11 +135,7 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
              "tbptt": {"k1": k1, "k2": k2, "reset": reset},
              "wall_time_s": wall,
              "steps_per_s": (timed_updates / timed_s) if timed_s else None}
-    if per_replica:
-        extra["per_replica"] = per_replica
-        extra["replica_stats"] = {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
-                                  for k, v in per_replica.items()}
-    summary = run.write_summary(extra, HIGHER_IS_BETTER)
+    summary = run.finish(extra, per_replica, HIGHER_IS_BETTER)
     summary["_params"] = state["params"]
     return summary
 
