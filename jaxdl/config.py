@@ -52,14 +52,10 @@ MODEL_KEYS = {
 
 
 def _registry():
-    from jaxdl.tasks import SEQUENCE_TASKS, WORKFLOW_TASKS
+    from jaxdl.tasks import CLASSIC_TASKS, SEQUENCE_TASKS, WORKFLOW_TASKS
     reg = {name: (fn, "sequence") for name, fn in SEQUENCE_TASKS.items()}
     reg.update({name: (fn, "workflow") for name, fn in WORKFLOW_TASKS.items()})
-    try:
-        from jaxdl.tasks import CLASSIC_TASKS
-        reg.update({name: (fn, kind) for name, (fn, kind) in CLASSIC_TASKS.items()})
-    except ImportError:
-        pass
+    reg.update(CLASSIC_TASKS)
     return reg
 
 
@@ -76,11 +72,14 @@ def _int(d: dict, key: str, prefix: str, lo: int = 1) -> int:
     return v
 
 
+ZERO_MEANS_ALL = ("limit", "max_chars")   # task integers where 0 means "no limit"
+
+
 def _check_task_params(fn, params: dict, name: str) -> dict:
     sig = inspect.signature(fn)
     from jaxdl.tasks import WORKFLOW_RUN_ARGS, WORKFLOW_TASKS
     skip = WORKFLOW_RUN_ARGS if name in WORKFLOW_TASKS else {"seed", "data_dir"}
-    known = [p for p in sig.parameters if p not in skip and p != "kw"]
+    known = [p for p in sig.parameters if p not in skip]
     str_params = {p for p in known if isinstance(sig.parameters[p].default, str)}
     for k, v in params.items():
         _need(k in known, f"task.{k}", f"is not a parameter of task {name!r}; it takes {known}")
@@ -92,7 +91,7 @@ def _check_task_params(fn, params: dict, name: str) -> dict:
         elif isinstance(default, int):
             _need(isinstance(v, int) and not isinstance(v, bool), f"task.{k}",
                   f"must be an integer, got {v!r}")
-            lo = 0 if k in ("limit",) else 1
+            lo = 0 if k in ZERO_MEANS_ALL else 1
             _need(v >= lo, f"task.{k}", f"must be >= {lo}, got {v}")
         elif isinstance(default, float):
             _need(isinstance(v, (int, float)) and not isinstance(v, bool), f"task.{k}",

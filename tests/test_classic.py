@@ -126,3 +126,25 @@ def test_linear_unit_and_perceptron_gradient_check(x64):
     rule_grad = {"w": -(err @ x), "b": -err.sum()}    # 式3's step is -eta * this
     errs = gradient_check(E, p, grads=rule_grad)
     assert max(errs.values()) < 1e-7, errs
+
+
+@pytest.mark.parametrize("op,acc", [("and", 1.0), ("or", 1.0), ("xor", 0.5)])
+def test_truth_table_runs_from_hydra(tmp_path, capsys, op, acc):
+    from tests.helpers import run_inprocess
+    s, d = run_inprocess(tmp_path, [f"task={op}", "model=perceptron", "logger.mode=disabled"])
+    assert s["final"]["train/accuracy"] == acc
+    out = capsys.readouterr().out
+    if op == "xor":
+        assert "not linearly separable" in out
+    else:
+        assert f"1 {op} 1 = 1" in out and "exactly (accuracy 1.0)" in out
+    assert (d / "checkpoints" / "10").exists() and (d / "metrics.jsonl").exists()
+
+
+def test_salary_runs_from_hydra_and_plots(tmp_path, capsys):
+    from tests.helpers import run_inprocess
+    s, d = run_inprocess(tmp_path, ["task=salary", "model=linear", "logger.mode=disabled"])
+    assert "Work 3.4 years, monthly salary = 3907.30" in capsys.readouterr().out
+    assert (d / "salary_fit.png").stat().st_size > 1000
+    with pytest.raises(Exception, match="model 'lstm' cannot run task 'salary'"):
+        run_inprocess(tmp_path, ["task=salary", "model=lstm", "logger.mode=disabled"], "bad")
