@@ -142,3 +142,13 @@ def test_killed_run_resumes_bit_identical(tmp_path):
     assert strip(ref) == strip(run)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, run))
     assert sa["final"] == sb["final"] and sa["best"] == sb["best"]
+
+
+def test_diverging_run_stops_naming_epoch_and_step_and_keeps_checkpoints(tmp_path):
+    from jaxdl.train.errors import TrainingDiverged
+    base = TINY_ECHO + ["optim=sgd", "train.checkpoint_every=1", "logger.mode=disabled"]
+    run_inprocess(tmp_path, base + ["optim.lr=0.1", "train.epochs=2"], "r")
+    before = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, step \d+.*checkpoint \(epoch 2\) is intact"):
+        run_inprocess(tmp_path, base + ["optim.lr=1e38", "train.epochs=4"], "r")   # resumes, then blows up
+    assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == before
