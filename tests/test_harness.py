@@ -105,6 +105,14 @@ def test_multirun_sweeps_hidden_and_k1_k2(tmp_path):
         assert s["tbptt"]["k1"] in (5, 10) and s["tbptt"]["k2"] in (10, 20)
         assert len(list((d / "wandb").glob("offline-run-*"))) == 1
     assert len(seen) == 8
+    # the sweep's table is made from the run dirs alone
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from sweep_report import collect, table
+    groups = collect(sweep, None)
+    assert len(groups) == 8 and all(len(v) == 1 for v in groups.values())
+    rows = table(groups).splitlines()[2:]
+    assert len(rows) == 8 and all("test/accuracy" in r for r in rows)
+    assert any("model.hidden=16" in r and "tbptt.k1=5" in r and "tbptt.k2=20" in r for r in rows)
 
 
 def _params_from_ckpt(run_dir, epoch):
