@@ -51,13 +51,10 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
 
 
 def _run_sequence(spec: RunSpec, ctx) -> dict:
-    from jaxdl.tasks import SEQUENCE_TASKS
+    from jaxdl.tasks import SEQUENCE_TASKS, call_task
     from jaxdl.train.fit_sequence import chance_report, fit_sequence
 
-    import inspect
-    fn = SEQUENCE_TASKS[spec.task]
-    extra = {"data_dir": spec.data_dir} if "data_dir" in inspect.signature(fn).parameters else {}
-    task = fn(seed=spec.seed, **spec.task_params, **extra)
+    task = call_task(SEQUENCE_TASKS[spec.task], spec.data_dir, seed=spec.seed, **spec.task_params)
     m, o, tb, tr = spec.model.params, spec.optim, spec.tbptt, spec.train
     summary = fit_sequence(
         task, ctx, seed=spec.seed, hidden=m["hidden"], layers=m.get("layers", 1),

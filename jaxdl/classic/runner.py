@@ -4,8 +4,6 @@ same run directory as the sequence tasks (metrics.jsonl, summary.json,
 checkpoints/, wandb)."""
 from __future__ import annotations
 
-import inspect
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -13,20 +11,12 @@ import numpy as np
 from jaxdl.classic import linear_unit, perceptron
 from jaxdl.config import RunSpec
 from jaxdl.run.context import RunContext
-from jaxdl.tasks import CLASSIC_TASKS
-
-
-def _build(spec: RunSpec):
-    fn, _ = CLASSIC_TASKS[spec.task]
-    kw = dict(spec.task_params)
-    if "data_dir" in inspect.signature(fn).parameters:
-        kw["data_dir"] = spec.data_dir
-    return fn(seed=spec.seed, **kw)
+from jaxdl.tasks import CLASSIC_TASKS, call_task
 
 
 def run_classic(spec: RunSpec, ctx: RunContext) -> dict:
-    kind = CLASSIC_TASKS[spec.task][1]
-    data = _build(spec)
+    fn, kind = CLASSIC_TASKS[spec.task]
+    data = call_task(fn, spec.data_dir, seed=spec.seed, **spec.task_params)
     if kind == "perceptron":
         return run_perceptron(spec.task, data, ctx, **spec.model.params)
     if kind == "linear":

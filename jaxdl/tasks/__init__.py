@@ -1,4 +1,5 @@
 """Task registry: name -> builder (and kind). Builders take plain values."""
+import inspect
 from jaxdl.tasks import addition, classic, forecast, seqclass, synthetic, text
 
 SEQUENCE_TASKS = {
@@ -26,3 +27,10 @@ CLASSIC_TASKS = {
     "digits": (classic.digits, "classify"),
     "mnist": (classic.mnist, "classify"),
 }
+
+
+def call_task(fn, data_dir: str, **kw):
+    """Call a task builder/runner, passing `data_dir` only to those that read shared data."""
+    if "data_dir" in inspect.signature(fn).parameters:
+        kw["data_dir"] = data_dir
+    return fn(**kw)

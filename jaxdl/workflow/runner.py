@@ -3,26 +3,21 @@ leaves the usual run directory: metrics.jsonl (one row per epoch, then the test
 metrics), summary.json, checkpoints/ (orbax, every epoch), wandb."""
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
 
 from jaxdl.config import RunSpec
 from jaxdl.run.context import RunContext
-from jaxdl.tasks import WORKFLOW_TASKS
+from jaxdl.tasks import WORKFLOW_TASKS, call_task
 
 HEADLINE = {"forecast": "test/rmse", "seqclass": "test/accuracy", "addition": "test/exact_match"}
 
 
 def run_workflow(spec: RunSpec, ctx: RunContext) -> dict:
-    fn = WORKFLOW_TASKS[spec.task]
     kw = dict(spec.task_params, hidden=spec.model.params["hidden"], epochs=spec.train["epochs"],
               batch_size=spec.train.get("batch_size", 32), lr=spec.optim["lr"], seed=spec.seed,
               verbose=1 if spec.train.get("progress", True) else 0,
               checkpoint_dir=ctx.run_dir / "checkpoints", checkpoint_every=spec.train["checkpoint_every"])
-    if "data_dir" in inspect.signature(fn).parameters:
-        kw["data_dir"] = spec.data_dir
-    metrics, hist, extra = fn(**kw)
+    metrics, hist, extra = call_task(WORKFLOW_TASKS[spec.task], spec.data_dir, **kw)
     n_ep = len(hist.get("loss", []))
     for e in range(n_ep):
         row = {"epoch": e + 1, "step": e + 1}
