@@ -45,10 +45,6 @@ class Schedule(NamedTuple):
     lead: int      # steps before the first new step in the first window: max(k2 - k1, 0)
     window: int    # steps scanned per update: max(k1, k2)
 
-    @property
-    def padded(self) -> int:
-        return self.lead + self.updates * self.k1
-
 
 def make_schedule(T: int, k1: int, k2: int) -> Schedule:
     if k1 < 1 or k2 < 1:

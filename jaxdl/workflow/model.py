@@ -165,8 +165,7 @@ class Compiled:
     # ---- state -------------------------------------------------------------
     def init(self, key) -> TrainState:
         params = self.model.init(key)
-        b = self.model.batch_input_shape[0] if self.model.stateful else 1
-        return TrainState(params, self.optimizer.init(params), self.model.initial_state(params, b))
+        return self.reset_states(TrainState(params, self.optimizer.init(params), None))
 
     def reset_states(self, ts: TrainState) -> TrainState:
         """Zero every LSTM state (the seed's model.reset_states())."""
