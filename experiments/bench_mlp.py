@@ -88,7 +88,7 @@ def main(argv=None):
         mean_loss = lambda p, xb, tb: 0.5 * ((tb - mlp_apply(p, xb)) ** 2).sum(-1).mean()
         grad_fn = lambda p, xb, tb: (mean_loss(p, xb, tb),
                                      jax.tree.map(lambda g: g / xb.shape[0], delta_rule_grads(p, xb, tb)))
-        ep, _ = make_epoch(mean_loss, grad_fn, opt, bs, n, shuffle=False)
+        ep, _ = make_epoch(grad_fn, opt, bs, n, shuffle=False)
         ep = jax.jit(ep)
         o0 = opt.init(p0)
         key = jax.random.PRNGKey(0)

@@ -6,9 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.activations import get_activation
 from jaxdl.models.dense import dense_init
-
-ACTIVATIONS = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh, "none": lambda z: z}
 
 
 def mlp_init(key, sizes, init: str = "glorot", dtype=jnp.float32):
@@ -20,7 +19,7 @@ def mlp_init(key, sizes, init: str = "glorot", dtype=jnp.float32):
 
 def mlp_apply(params, x, hidden: str = "sigmoid", output: str = "sigmoid"):
     """x [B, n_in] -> [B, n_out]."""
-    h_act, o_act = ACTIVATIONS[hidden], ACTIVATIONS[output]
+    h_act, o_act = get_activation(hidden), get_activation(output)
     for i, layer in enumerate(params):
         x = x @ layer["w"] + layer["b"]
         x = o_act(x) if i == len(params) - 1 else h_act(x)

@@ -3,7 +3,6 @@ wandb. Trainers take a RunContext and never see Hydra."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,6 @@ class RunContext:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt = Checkpointer(self.run_dir / "checkpoints")
-        self.t0 = time.perf_counter()
 
     def log(self, row: dict) -> None:
         self.metrics.append(row)

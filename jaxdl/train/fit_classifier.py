@@ -34,7 +34,7 @@ def encode_targets(labels, classes: int, loss: str, on: float = 0.9, off: float 
     return labels
 
 
-def make_epoch(loss_fn, grad_fn, opt, batch_size: int, n: int, shuffle: bool):
+def make_epoch(grad_fn, opt, batch_size: int, n: int, shuffle: bool):
     """-> epoch(params, opt_state, key, x, t) -> (params, opt_state, mean loss), one scan."""
     nb = n // batch_size
 
@@ -82,7 +82,7 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
     if batch_size < 1 or batch_size > len(x_tr):
         raise ValueError(f"train.batch_size must be in 1..{len(x_tr)}, got {batch_size}")
     opt = make_optimizer(optimizer, lr, clip)
-    epoch_fn, nb = make_epoch(mean_loss, grad_fn, opt, batch_size, len(x_tr), shuffle)
+    epoch_fn, nb = make_epoch(grad_fn, opt, batch_size, len(x_tr), shuffle)
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(jnp.arange(replicas))
     params = jax.vmap(lambda k: mlp_init(k, sizes, init))(keys)
     state = {"params": params, "opt_state": jax.vmap(opt.init)(params), "epoch": jnp.zeros((), jnp.int32)}
@@ -95,8 +95,9 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
     @jax.jit
     @jax.vmap
     def evaluate(p):
-        m = objective(apply(p, x_te), t_te)
-        acc = (jnp.argmax(apply(p, x_te), -1) == jnp.asarray(y_te)).mean()
+        out = apply(p, x_te)                     # one forward pass over the test set
+        m = objective(out, t_te)
+        acc = (jnp.argmax(out, -1) == jnp.asarray(y_te)).mean()
         return {"loss": m["loss"].mean(), "accuracy": acc, "error": 1.0 - acc}
 
     prev_err = None

@@ -12,18 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.dense import dense_apply, dense_init
+from jaxdl.models.activations import get_activation as _activation
 from jaxdl.models.lstm import lstm_init, lstm_scan, zero_carry
 
-ACTIVATIONS = {
-    None: lambda z: z, "linear": lambda z: z, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
-    "relu": jax.nn.relu, "softmax": lambda z: jax.nn.softmax(z, axis=-1),
-}
-
-
-def _activation(name):
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; use one of {[k for k in ACTIVATIONS if k]}")
-    return ACTIVATIONS[name]
 
 
 @dataclass(frozen=True)

@@ -180,13 +180,14 @@ class Compiled:
             out[m] = _metric(m, self.loss)(p, y)
         return out, state
 
-    def _batches(self, n, batch_size, what):
+    def _batches(self, n, batch_size):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if self.model.stateful:
             b = self.model.batch_input_shape[0]
             if batch_size != b:
-                raise ValueError(f"this stateful model was built for batches of {b}; {what} with batch_size={b}")
+                raise ValueError(f"this stateful model was built for batches of {b}; call fit, evaluate and "
+                                 f"predict with batch_size={b}")
             if n % b:
                 raise ValueError(f"a stateful model needs the number of samples ({n}) to be a multiple of its "
                                  f"batch size ({b}); trim or pad the data")
@@ -196,7 +197,7 @@ class Compiled:
         """Pad to whole batches with zero-weight samples: [nb, B, ...] arrays."""
         x = self.model.check_input(x, check_batch=False)
         n = x.shape[0]
-        nb = self._batches(n, batch_size, "call fit, evaluate and predict")
+        nb = self._batches(n, batch_size)
         pad = nb * batch_size - n
         w = jnp.ones(n)
         padt = lambda a: jnp.concatenate([a, jnp.zeros((pad, *a.shape[1:]), a.dtype)]) if pad else a
@@ -216,7 +217,7 @@ class Compiled:
         xb, yb, wb, mb, n = self._prepare(x, y, batch_size, mask)
         epoch_fn = self._cache.get("epoch")
         if epoch_fn is None:
-            epoch_fn = self._cache["epoch"] = jax.jit(self._epoch, static_argnums=(5, 6))
+            epoch_fn = self._cache["epoch"] = jax.jit(self._epoch, static_argnums=(5,))
         ckpt = None
         if checkpoint_dir is not None:
             from jaxdl.run.checkpoint import Checkpointer
@@ -232,8 +233,7 @@ class Compiled:
             for e in range(epochs):
                 key = jax.random.fold_in(jax.random.PRNGKey(seed), e)
                 params, opt_state, state, per_batch, sums = epoch_fn(
-                    ts.params, ts.opt_state, ts.state, key, (xb, yb, wb, mb), shuffle and not self.model.stateful,
-                    self.model.stateful)
+                    ts.params, ts.opt_state, ts.state, key, (xb, yb, wb, mb), shuffle)
                 bl = np.asarray(per_batch)
                 if not np.isfinite(bl).all():
                     raise TrainingDiverged(e + 1, int(np.nonzero(~np.isfinite(bl))[0][0]) + 1, last_good)
@@ -260,7 +260,8 @@ class Compiled:
                 ckpt.close()
         return ts, history
 
-    def _epoch(self, params, opt_state, state, key, data, shuffle, stateful):
+    def _epoch(self, params, opt_state, state, key, data, shuffle):
+        stateful = self.model.stateful      # fit refuses shuffle for stateful models
         xb, yb, wb, mb = data
         nb = xb.shape[0]
         order = jax.random.permutation(key, nb * xb.shape[1]) if shuffle else None
