@@ -5,6 +5,10 @@ JAX, and PyTorch nn.LSTM. Prints median times and ratios to the fastest.
 Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 
     ./launch.sh bench experiments/bench_lstm.py [--hidden 128 512] [--reps 15]
+
+Each (peer, size, round) runs in a fresh Python process by default, in interleaved
+rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's
+Eigen pool) or allocator state; `--in-process` runs them all in this process instead.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -159,52 +164,85 @@ def agreement_with_torch(H=16):
     }
 
 
+def run_peer(peer, H, reps, x_tm, y_tm):
+    """Seconds per training step of one peer at hidden size H (reps timings after a warm-up)."""
+    xb, yb = jnp.swapaxes(x_tm, 0, 1), jnp.swapaxes(y_tm, 0, 1)
+    if peer == "jaxdl":
+        return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
+    if peer == "jaxdl_hoist":
+        return bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, reps)
+    if peer == "autodiff_scan":
+        return bench_jax(*jax_step_fn(lstm_scan_reference), H, x_tm, y_tm, reps)
+    if peer == "flax":
+        return bench_flax(H, xb, yb, reps)
+    if peer == "keras":
+        return bench_keras(H, xb, yb, reps)
+    if peer == "torch":
+        return bench_torch(H, xb, yb, reps)
+    raise ValueError(f"unknown peer {peer!r}")
+
+
+def data(H):
+    rng = np.random.default_rng(H)
+    return (jnp.asarray(rng.standard_normal((T, B, D)), jnp.float32),
+            jnp.asarray(rng.standard_normal((T, B, D)), jnp.float32))
+
+
+def set_torch_threads():
+    try:
+        import torch
+    except ImportError:
+        return False
+    torch.set_num_threads(os.cpu_count() or 1)
+    return True
+
+
+def time_in_subprocess(peer, H, reps):
+    """Run one peer in a fresh interpreter (same environment) and return its timings."""
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", peer,
+                          "--hidden", str(H), "--reps", str(reps)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per peer (noise)")
     ap.add_argument("--peers", nargs="+", default=["jaxdl", "jaxdl_hoist", "autodiff_scan", "flax", "keras", "torch"])
+    ap.add_argument("--in-process", action="store_true", help="time every peer in this process")
     ap.add_argument("--json", default=None, help="write results here")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    try:
-        import torch
-        torch.set_num_threads(os.cpu_count() or 1)
-    except ImportError:
-        torch = None
+    if a.worker:  # child process: one peer, one size; print its timings as JSON
+        set_torch_threads()
+        print(json.dumps(run_peer(a.worker, a.hidden[0], a.reps, *data(a.hidden[0]))))
+        return {}
+    have_torch = set_torch_threads()
+    mode = "all in one process" if a.in_process else "a fresh process per peer and round"
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; B={B} T={T} D={D}; "
-          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')}; "
-          f"{a.rounds} rounds x {a.reps} steps each, medians")
-    rng = np.random.default_rng(0)
+          f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
+          f"{a.rounds} rounds x {a.reps} steps each, {mode}")
     results = {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
-    a.peers = [k for k in a.peers if k != "torch" or torch is not None]
+    a.peers = [k for k in a.peers if k != "torch" or have_torch]
     for H in a.hidden:
-        x_tm = jnp.asarray(rng.standard_normal((T, B, D)), jnp.float32)
-        y_tm = jnp.asarray(rng.standard_normal((T, B, D)), jnp.float32)
-        xb, yb = jnp.swapaxes(x_tm, 0, 1), jnp.swapaxes(y_tm, 0, 1)
-        runners = {
-            "jaxdl": lambda: bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, a.reps),
-            "jaxdl_hoist": lambda: bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, a.reps),
-            "autodiff_scan": lambda: bench_jax(*jax_step_fn(lstm_scan_reference), H, x_tm, y_tm, a.reps),
-            "flax": lambda: bench_flax(H, xb, yb, a.reps),
-            "keras": lambda: bench_keras(H, xb, yb, a.reps),
-            "torch": lambda: bench_torch(H, xb, yb, a.reps),
-        }
         times = {k: [] for k in a.peers}
         for _ in range(a.rounds):
             for k in a.peers:
-                if k == "torch" and torch is None:
-                    continue
-                times[k] += runners[k]()
+                times[k] += (run_peer(k, H, a.reps, *data(H)) if a.in_process
+                             else time_in_subprocess(k, H, a.reps))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items() if v}
+        low = {k: min(v) * 1e3 for k, v in times.items() if v}
         best = min(med.values())
-        print(f"\nH={H}: median ms per training step (ratio to fastest)")
+        print(f"\nH={H}: ms per training step, median (ratio to the fastest median) and min")
         for k, v in sorted(med.items(), key=lambda kv: kv[1]):
-            print(f"  {k:14s} {v:9.2f} ms   {v / best:5.2f}x")
-        results[H] = med
-    if torch is not None and jax.default_backend() == "cpu":
+            print(f"  {k:14s} {v:9.2f} ms   {v / best:5.2f}x   min {low[k]:9.2f} ms")
+        results[H] = {"median_ms": med, "min_ms": low}
+    if have_torch and jax.default_backend() == "cpu":
         agr = agreement_with_torch()
         print("\njaxdl vs torch.nn.LSTM, identical weights, max abs diff:", json.dumps(agr))
         assert max(agr.values()) < 1e-4, agr
@@ -216,4 +254,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    main()
