@@ -290,36 +290,43 @@ class Compiled:
         (params, opt_state, state), (losses, sums) = jax.lax.scan(step, (params, opt_state, state), jnp.arange(nb))
         return params, opt_state, state, losses, jax.tree.map(jnp.sum, sums)
 
+    def _scan_batches(self, key, body):
+        """One jitted scan over the batch axis, compiled once per verb (`key`).
+
+        body(params, state, *batch_arrays) -> (new_state, out); the state carries only for
+        stateful models. Returns f(params, state, *arrays [nb, B, ...]) -> (state, outs [nb, ...])."""
+        f = self._cache.get(key)
+        if f is None:
+            stateful = self.model.stateful
+
+            def f(params, state, *arrays):
+                def step(st, i):
+                    st2, out = body(params, st if stateful else None, *(None if a is None else a[i] for a in arrays))
+                    return (st2 if stateful else st), out
+                return jax.lax.scan(step, state, jnp.arange(arrays[0].shape[0]))
+            f = self._cache[key] = jax.jit(f)
+        return f
+
     def evaluate(self, ts: TrainState, x, y, batch_size: int = 32, mask=None) -> dict:
         """Loss and metrics over (x, y), weighted per sample. Starts from ts.state
         for stateful models (call reset_states before if the state should not carry)."""
         xb, yb, wb, mb, n = self._prepare(x, y, batch_size, mask)
-        f = self._cache.get("eval")
-        if f is None:
-            def f(params, state, xb, yb, wb, mb):
-                def step(st, i):
-                    out, st2 = self._per_sample(params, xb[i], yb[i], st if self.model.stateful else None,
-                                                None if mb is None else mb[i])
-                    return (st2 if self.model.stateful else st), {k: (v * wb[i]).sum() for k, v in out.items()}
-                return jax.lax.scan(step, state, jnp.arange(xb.shape[0]))[1]
-            f = self._cache["eval"] = jax.jit(f)
-        sums = f(ts.params, ts.state, xb, yb, wb, mb)
+
+        def body(params, st, x, y, w, m):
+            out, st2 = self._per_sample(params, x, y, st, m)
+            return st2, {k: (v * w).sum() for k, v in out.items()}
+        _, sums = self._scan_batches("eval", body)(ts.params, ts.state, xb, yb, wb, mb)
         return {k: float(v.sum()) / n for k, v in sums.items()}
 
     def predict(self, ts: TrainState, x, batch_size: int = 32, mask=None, return_state: bool = False):
         """Model outputs for x (batch-major). With return_state, also the TrainState
         whose LSTM state advanced over x (stateful models)."""
         xb, _, _, mb, n = self._prepare(x, None, batch_size, mask)
-        f = self._cache.get("predict")
-        if f is None:
-            def f(params, state, xb, mb):
-                def step(st, i):
-                    p, st2 = self.model.apply(params, xb[i], st if self.model.stateful else None,
-                                              None if mb is None else mb[i])
-                    return (st2 if self.model.stateful else st), p
-                return jax.lax.scan(step, state, jnp.arange(xb.shape[0]))
-            f = self._cache["predict"] = jax.jit(f)
-        state, preds = f(ts.params, ts.state, xb, mb)
+
+        def body(params, st, x, m):
+            p, st2 = self.model.apply(params, x, st, m)
+            return st2, p
+        state, preds = self._scan_batches("predict", body)(ts.params, ts.state, xb, mb)
         preds = np.asarray(preds).reshape(-1, *preds.shape[2:])[:n]
         return (preds, ts._replace(state=state)) if return_state else preds
 
