@@ -118,3 +118,26 @@ def test_adding_problem_baseline_and_learning(tmp_path):
 def test_sine_beats_persistence(tmp_path):
     s, _ = run_inprocess(tmp_path, ["task=sine", "task.length=1000", "model.hidden=32", "train.epochs=5"] + QUIET)
     assert s["final"]["test/mse"] < s["chance"]
+
+
+def test_workflow_run_rerun_in_its_run_dir_resumes_bit_identical(tmp_path):
+    """The Hydra run of a workflow task continues its fit from the last checkpoint in
+    the run dir; with more epochs it ends where a run that went straight there ends."""
+    import json
+    import orbax.checkpoint as ocp
+    base = ["task=seqclass", "task.variant=varlen", "task.n=300", "model.hidden=8",
+            "train.checkpoint_every=1", "train.batch_size=30"] + QUIET
+    s_ref, ref = run_inprocess(tmp_path, base + ["train.epochs=4"], "ref")
+    run_inprocess(tmp_path, base + ["train.epochs=2"], "run")
+    s_run, run = run_inprocess(tmp_path, base + ["train.epochs=4"], "run")
+
+    def leaves(d):
+        with ocp.CheckpointManager(d / "checkpoints") as m:
+            return m.restore(4, args=ocp.args.StandardRestore())
+    a, b = leaves(ref), leaves(run)
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+    rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert rows(ref) == rows(run) and [r["epoch"] for r in rows(run)] == [1, 2, 3, 4]
+    assert s_ref["final"] == s_run["final"]

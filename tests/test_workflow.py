@@ -153,3 +153,48 @@ def test_encoder_decoder_shapes():
                    input_shape=(6, 4)).compile("adam", "categorical_crossentropy", ["accuracy"])
     ts = c.init(jax.random.PRNGKey(0))
     assert c.predict(ts, np.zeros((2, 6, 4))).shape == (2, 3, 5)
+
+
+@pytest.mark.parametrize("stateful", [False, True])
+def test_fit_resumes_from_its_last_checkpoint_bit_identical(tmp_path, capsys, stateful):
+    """A fit stopped after epoch 2 (its checkpoint dir is all a killed fit leaves) and
+    restarted with resume=True ends with the parameters, optimizer state, LSTM state
+    and history of a fit that was never interrupted."""
+    X, y = _sum_task(n=40, T=5)
+    if stateful:
+        m = Sequential([LSTM(6, stateful=True), Dense(1)], batch_input_shape=(10, 5, 1))
+        kw = dict(batch_size=10, shuffle=False)
+    else:
+        m = Sequential([LSTM(6), Dense(1)], input_shape=(5, 1))
+        kw = dict(batch_size=8, shuffle=True, validation_data=(X[:12], y[:12]))
+    c = m.compile("adam", "mse", ["mae"], lr=1e-2)
+    ts0 = c.init(jax.random.PRNGKey(0))
+    ref, h_ref = c.fit(ts0, X, y, epochs=5, verbose=0, checkpoint_dir=tmp_path / "ref", resume=True, **kw)
+    c.fit(ts0, X, y, epochs=2, verbose=0, checkpoint_dir=tmp_path / "run", resume=True, **kw)
+    assert "resumed" not in capsys.readouterr().out
+    got, h = c.fit(ts0, X, y, epochs=5, verbose=0, checkpoint_dir=tmp_path / "run", resume=True, **kw)
+    out = capsys.readouterr().out
+    assert "fit resumed from" in out and "at epoch 2" in out
+    assert h == h_ref and len(h["loss"]) == 5
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(got)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    # a finished fit resumed again trains nothing and returns what it saved
+    again, h2 = c.fit(ts0, X, y, epochs=5, verbose=0, checkpoint_dir=tmp_path / "run", resume=True, **kw)
+    assert h2 == h_ref
+    for a, b in zip(jax.tree.leaves(ref), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
+    X, y = _sum_task(n=16, T=5)
+    small = Sequential([LSTM(4), Dense(1)], input_shape=(5, 1)).compile("adam", "mse")
+    small.fit(small.init(jax.random.PRNGKey(0)), X, y, batch_size=8, epochs=1, verbose=0,
+              checkpoint_dir=tmp_path / "ck")
+    saved = sorted(p.name for p in (tmp_path / "ck").iterdir())
+    big = Sequential([LSTM(7), Dense(1)], input_shape=(5, 1)).compile("adam", "mse")
+    with pytest.raises(ValueError, match="does not fit this model.*new checkpoint_dir"):
+        big.fit(big.init(jax.random.PRNGKey(0)), X, y, batch_size=8, epochs=2, verbose=0,
+                checkpoint_dir=tmp_path / "ck", resume=True)
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == saved
+    with pytest.raises(ValueError, match="needs the checkpoint_dir"):
+        big.fit(big.init(jax.random.PRNGKey(0)), X, y, epochs=1, verbose=0, resume=True)

@@ -16,7 +16,8 @@ WORKFLOW_TASKS = {
     "addition": addition.run,
 }
 # run() arguments that come from model/optim/train, not from task.*
-WORKFLOW_RUN_ARGS = {"hidden", "epochs", "batch_size", "lr", "seed", "verbose", "checkpoint_dir", "checkpoint_every", "data_dir"}
+WORKFLOW_RUN_ARGS = {"hidden", "epochs", "batch_size", "lr", "seed", "verbose", "checkpoint_dir", "checkpoint_every", "resume",
+                     "data_dir"}
 
 # name -> (builder, kind); kind picks the trainer and the models that fit
 CLASSIC_TASKS = {

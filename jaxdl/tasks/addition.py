@@ -44,7 +44,7 @@ def decode(ids) -> list[str]:
 
 
 def run(digits=3, train_size=20000, test_size=2000, hidden=128, epochs=40, batch_size=64, lr=3e-3,
-        seed=0, verbose=0, checkpoint_dir=None, checkpoint_every=1):
+        seed=0, verbose=0, checkpoint_dir=None, checkpoint_every=1, resume=False):
     rng = np.random.default_rng(seed)
     train = make_problems(train_size, digits, rng)
     test = make_problems(test_size, digits, rng, exclude=frozenset(q for q, _ in train))
@@ -55,7 +55,7 @@ def run(digits=3, train_size=20000, test_size=2000, hidden=128, epochs=40, batch
         "adam", "categorical_crossentropy", ["accuracy"], lr=lr, clip=1.0)
     ts = c.init(jax.random.PRNGKey(seed))
     ts, hist = c.fit(ts, X_tr, Y_tr, batch_size=batch_size, epochs=epochs, verbose=verbose, seed=seed,
-                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
     pred = c.predict_classes(ts, X_te, batch_size)
     exact = float((pred == ids_te).all(1).mean())
     examples = [f"{q} = {p}" for (q, _), p in zip(test[:8], decode(pred[:8]))]

@@ -45,13 +45,14 @@ def rmse(a, b):
 
 
 def run(series="airline", n_in=12, test_size=24, mlp_hidden=32, hidden=32, epochs=600, batch_size=16,
-        lr=3e-3, seed=0, verbose=0, checkpoint_dir=None, checkpoint_every=1):
+        lr=3e-3, seed=0, verbose=0, checkpoint_dir=None, checkpoint_every=1, resume=False):
     d = prepare(load_series(series), n_in, test_size)
     key = jax.random.PRNGKey(seed)
     lstm = Sequential([LSTM(hidden), Dense(1)], input_shape=(n_in, 1)).compile("adam", "mse", lr=lr)
     ts = lstm.init(key)
     ts, hist = lstm.fit(ts, d["X_tr"], d["y_tr"], batch_size=batch_size, epochs=epochs, verbose=verbose,
-                        seed=seed, validation_data=(d["X_te"], d["y_te"]), checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every)
+                        seed=seed, validation_data=(d["X_te"], d["y_te"]), checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
+                        resume=resume)
     pred = undo(d, lstm.predict(ts, d["X_te"]))
     mlp = Sequential([Dense(mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile("adam", "mse", lr=lr)
     tm = mlp.init(key)

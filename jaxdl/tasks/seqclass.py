@@ -39,7 +39,8 @@ def load(variant, seed, data_dir="", limit=0, n=4000, min_len=5, max_len=30, pad
 
 
 def run(variant="digits", n=4000, min_len=5, max_len=30, padding="post", limit=0, hidden=64, epochs=30,
-        batch_size=32, lr=5e-3, seed=0, verbose=0, data_dir="", checkpoint_dir=None, checkpoint_every=1):
+        batch_size=32, lr=5e-3, seed=0, verbose=0, data_dir="", checkpoint_dir=None, checkpoint_every=1,
+        resume=False):
     X_tr, y_tr, X_te, y_te, m_tr, m_te = load(variant, seed, data_dir, limit, n, min_len, max_len, padding)
     classes = int(max(y_tr.max(), y_te.max())) + 1
     c = Sequential([LSTM(hidden), Dense(classes, "softmax")], input_shape=X_tr.shape[1:]).compile(
@@ -47,7 +48,7 @@ def run(variant="digits", n=4000, min_len=5, max_len=30, padding="post", limit=0
     ts = c.init(jax.random.PRNGKey(seed))
     ts, hist = c.fit(ts, X_tr, one_hot(y_tr, classes, np.float32), batch_size=batch_size, epochs=epochs,
                      mask=m_tr, verbose=verbose, seed=seed, checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                     validation_data=None)
+                     validation_data=None, resume=resume)
     ev = c.evaluate(ts, X_te, one_hot(y_te, classes, np.float32), batch_size=batch_size, mask=m_te)
     acc = float((c.predict_classes(ts, X_te, batch_size, m_te) == y_te).mean())
     majority = float(np.bincount(y_te).max() / len(y_te))

@@ -13,6 +13,7 @@ One epoch is one jitted lax.scan over batches.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,8 +209,15 @@ class Compiled:
     # ---- the verbs ---------------------------------------------------------
     def fit(self, ts: TrainState, x, y, batch_size: int = 32, epochs: int = 1, shuffle: bool = True,
             validation_data=None, verbose: int = 1, mask=None, seed: int = 0,
-            checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1):
-        """Train; returns (TrainState, history {metric: [per epoch]})."""
+            checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False):
+        """Train; returns (TrainState, history {metric: [per epoch]}).
+
+        checkpoint_dir: save {params, opt_state} (and the LSTM state of a stateful model)
+        with orbax every `checkpoint_every` epochs, and the history so far beside them.
+        resume: continue from the latest checkpoint there (as Keras' BackupAndRestore):
+        restore it, keep its history and train epochs `latest+1 .. epochs` only, so a
+        killed fit finishes bit-identical to one never interrupted. Without resume, epoch
+        numbers in the directory keep counting across fit calls."""
         if self.model.stateful and shuffle:
             raise ValueError("a stateful model keeps the order of its samples: fit it with shuffle=False")
         if epochs < 1:
@@ -218,19 +226,31 @@ class Compiled:
         epoch_fn = self._cache.get("epoch")
         if epoch_fn is None:
             epoch_fn = self._cache["epoch"] = jax.jit(self._epoch, static_argnums=(5,))
+        if resume and checkpoint_dir is None:
+            raise ValueError("fit(resume=True) needs the checkpoint_dir to resume from")
         ckpt = None
         if checkpoint_dir is not None:
             from jaxdl.run.checkpoint import Checkpointer
             ckpt = Checkpointer(Path(checkpoint_dir))
         history: dict[str, list] = {}
+        last_good = ckpt.latest_epoch() if ckpt else None
+        base, start = last_good or 0, 0      # without resume, checkpoints keep counting across fit calls
+        if resume:
+            base = 0
+            if last_good is not None:
+                try:
+                    ts, history = self._restore(ckpt, ts, last_good)
+                except BaseException:
+                    ckpt.close()
+                    raise
+                start = min(last_good, epochs)
+                print(f"[jaxdl] fit resumed from {ckpt.dir} at epoch {last_good}")
         bar = None
         if verbose == 1:
             from tqdm.auto import tqdm
-            bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
-        last_good = ckpt.latest_epoch() if ckpt else None
-        base = last_good or 0            # checkpoints keep counting across fit calls
+            bar = tqdm(total=epochs, initial=start, unit="epoch", dynamic_ncols=True)
         try:
-            for e in range(epochs):
+            for e in range(start, epochs):
                 key = jax.random.fold_in(jax.random.PRNGKey(seed), e)
                 params, opt_state, state, per_batch, sums = epoch_fn(
                     ts.params, ts.opt_state, ts.state, key, (xb, yb, wb, mb), shuffle)
@@ -245,7 +265,7 @@ class Compiled:
                 for k, v in row.items():
                     history.setdefault(k, []).append(v)
                 if ckpt is not None and ((e + 1) % checkpoint_every == 0 or e + 1 == epochs):
-                    ckpt.save(base + e + 1, {"params": ts.params, "opt_state": ts.opt_state})
+                    self._save(ckpt, base + e + 1, ts, history)
                     last_good = base + e + 1
                 msg = " - ".join(f"{k}: {v:.4f}" for k, v in row.items())
                 if bar is not None:
@@ -259,6 +279,46 @@ class Compiled:
             if ckpt is not None:
                 ckpt.close()
         return ts, history
+
+    def _checkpoint_tree(self, ts: TrainState) -> dict:
+        tree = {"params": ts.params, "opt_state": ts.opt_state}
+        if self.model.stateful:
+            tree["state"] = ts.state
+        return tree
+
+    def _save(self, ckpt, epoch: int, ts: TrainState, history: dict) -> None:
+        """The history up to `epoch` (history.json beside the step folders; Python's float
+        repr round-trips, so a resumed history is exact), then the orbax checkpoint. The
+        history of the previous save is kept too, so a kill between the two writes still
+        finds the history of the latest checkpoint."""
+        path = ckpt.dir / "history.json"
+        saved = json.loads(path.read_text()) if path.exists() else {}
+        saved[str(epoch)] = history
+        saved = {k: saved[k] for k in sorted(saved, key=int)[-2:]}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(saved))
+        tmp.replace(path)
+        ckpt.save(epoch, self._checkpoint_tree(ts))
+
+    def _restore(self, ckpt, ts: TrainState, epoch: int):
+        """(TrainState, history) saved at `epoch`; names what does not match."""
+        like = self._checkpoint_tree(ts)
+        try:
+            got = ckpt.restore(epoch, like)
+            bad = [(np.shape(a), np.shape(b)) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(like))
+                   if np.shape(a) != np.shape(b)]
+            if bad:
+                raise ValueError(f"saved array of shape {bad[0][0]} where this model has {bad[0][1]}")
+        except Exception as err:
+            raise ValueError(
+                f"the checkpoint of epoch {epoch} in {ckpt.dir} does not fit this model ({err}); "
+                "resume with the model and optimizer that wrote it, or use a new checkpoint_dir") from err
+        path = ckpt.dir / "history.json"
+        history = json.loads(path.read_text()).get(str(epoch)) if path.exists() else None
+        if history is None:
+            raise ValueError(f"{path} has no history for epoch {epoch}; the checkpoint was not written by "
+                             "fit, or the file was removed: use a new checkpoint_dir to start over")
+        return TrainState(got["params"], got["opt_state"], got.get("state", ts.state)), history
 
     def _epoch(self, params, opt_state, state, key, data, shuffle):
         stateful = self.model.stateful      # fit refuses shuffle for stateful models

@@ -1,6 +1,7 @@
 """Runs the workflow tasks (forecast, seqclass, addition) from a RunSpec and
 leaves the usual run directory: metrics.jsonl (one row per epoch, then the test
-metrics), summary.json, checkpoints/ (orbax, every epoch), wandb."""
+metrics), summary.json, checkpoints/ (orbax, every epoch), wandb. A rerun in the
+same run dir resumes the fit from its last checkpoint and ends bit-identical."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,9 +17,11 @@ def run_workflow(spec: RunSpec, ctx: RunContext) -> dict:
     kw = dict(spec.task_params, hidden=spec.model.params["hidden"], epochs=spec.train["epochs"],
               batch_size=spec.train.get("batch_size", 32), lr=spec.optim["lr"], seed=spec.seed,
               verbose=1 if spec.train.get("progress", True) else 0,
-              checkpoint_dir=ctx.run_dir / "checkpoints", checkpoint_every=spec.train["checkpoint_every"])
+              checkpoint_dir=ctx.run_dir / "checkpoints", checkpoint_every=spec.train["checkpoint_every"],
+              resume=True)  # a rerun in the same run dir continues from its last checkpoint
     metrics, hist, extra = call_task(WORKFLOW_TASKS[spec.task], spec.data_dir, **kw)
     n_ep = len(hist.get("loss", []))
+    ctx.metrics.truncate_after(0)  # the history is logged whole; a rerun's restored part is in it
     for e in range(n_ep):
         row = {"epoch": e + 1, "step": e + 1}
         for k, v in hist.items():
