@@ -160,3 +160,14 @@ def test_diverging_run_stops_naming_epoch_and_step_and_keeps_checkpoints(tmp_pat
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step \d+.*checkpoint \(epoch 2\) is intact"):
         run_inprocess(tmp_path, base + ["optim.lr=1e38", "train.epochs=4"], "r")   # resumes, then blows up
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == before
+
+
+def test_rerun_with_another_model_in_a_run_dir_is_refused_and_keeps_its_checkpoints(tmp_path):
+    base = TINY_ECHO + ["train.checkpoint_every=1", "train.epochs=1", "logger.mode=disabled"]
+    run_inprocess(tmp_path, base, "r")
+    ck = tmp_path / "r" / "checkpoints"
+    before = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
+    with pytest.raises(ValueError, match=r"another model or optimizer.*new hydra.run.dir"):
+        run_inprocess(tmp_path, [o for o in base if not o.startswith("model.hidden")] + ["model.hidden=24"], "r")
+    after = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
+    assert after == before

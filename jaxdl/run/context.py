@@ -71,7 +71,12 @@ class RunContext:
         last = self.ckpt.latest_epoch()
         if last is None:
             return state, 0, 0.0
-        state = self.ckpt.restore(last, state)
+        try:
+            state = self.ckpt.restore(last, state)
+        except ValueError as err:
+            raise ValueError(
+                f"{self.run_dir} holds checkpoints of another model or optimizer, so this run cannot resume "
+                f"from it ({err}); rerun with the overrides that wrote it, or pick a new hydra.run.dir") from err
         self.metrics.truncate_after(last)
         print(f"[jaxdl] resumed from {self.ckpt.dir} at epoch {last}")
         return state, last, self.read_progress(last).get("wall_time_s", 0.0)

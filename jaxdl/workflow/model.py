@@ -305,10 +305,6 @@ class Compiled:
         like = self._checkpoint_tree(ts)
         try:
             got = ckpt.restore(epoch, like)
-            bad = [(np.shape(a), np.shape(b)) for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(like))
-                   if np.shape(a) != np.shape(b)]
-            if bad:
-                raise ValueError(f"saved array of shape {bad[0][0]} where this model has {bad[0][1]}")
         except Exception as err:
             raise ValueError(
                 f"the checkpoint of epoch {epoch} in {ckpt.dir} does not fit this model ({err}); "
