@@ -52,3 +52,4 @@ class Checkpointer:
 
     def close(self) -> None:
         self.mngr.close()
+

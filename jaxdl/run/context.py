@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from jaxdl.run.checkpoint import Checkpointer
+from jaxdl.run.records import read_epoch_record, write_epoch_record
 from jaxdl.run.metrics import MetricsLog, final_and_best
 
 
@@ -58,12 +59,7 @@ class RunContext:
         """Orbax checkpoint of `state`, plus progress.json (wall time etc.),
         which lives outside the checkpoint so that restored state is bit-identical."""
         self.ckpt.save(epoch, state)
-        prog = self.run_dir / "progress.json"
-        allp = json.loads(prog.read_text()) if prog.exists() else {}
-        allp[str(epoch)] = progress
-        tmp = prog.with_suffix(".tmp")
-        tmp.write_text(json.dumps(allp))
-        tmp.replace(prog)
+        write_epoch_record(self.run_dir / "progress.json", epoch, progress)
 
     def resume(self, state) -> tuple[object, int, float]:
         """(state, start_epoch, wall_time_s): restored from the latest checkpoint if
@@ -82,8 +78,7 @@ class RunContext:
         return state, last, self.read_progress(last).get("wall_time_s", 0.0)
 
     def read_progress(self, epoch: int) -> dict:
-        prog = self.run_dir / "progress.json"
-        return json.loads(prog.read_text()).get(str(epoch), {}) if prog.exists() else {}
+        return read_epoch_record(self.run_dir / "progress.json", epoch) or {}
 
     def close(self) -> None:
         self.ckpt.close()

@@ -13,7 +13,6 @@ One epoch is one jitted lax.scan over batches.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdl.run.records import read_epoch_record, write_epoch_record
 from jaxdl.train.errors import TrainingDiverged
 from jaxdl.train.optim import make_optimizer
 from jaxdl.workflow.layers import LSTM, RepeatVector
@@ -230,26 +230,20 @@ class Compiled:
             raise ValueError("fit(resume=True) needs the checkpoint_dir to resume from")
         ckpt = None
         if checkpoint_dir is not None:
-            from jaxdl.run.checkpoint import Checkpointer
+            from jaxdl.run.checkpoint import Checkpointer      # orbax loads only when checkpointing
             ckpt = Checkpointer(Path(checkpoint_dir))
         history: dict[str, list] = {}
         last_good = ckpt.latest_epoch() if ckpt else None
-        base, start = last_good or 0, 0      # without resume, checkpoints keep counting across fit calls
-        if resume:
-            base = 0
-            if last_good is not None:
-                try:
-                    ts, history = self._restore(ckpt, ts, last_good)
-                except BaseException:
-                    ckpt.close()
-                    raise
+        base = 0 if resume else (last_good or 0)   # without resume, epochs keep counting across fit calls
+        start, bar = 0, None
+        try:
+            if resume and last_good is not None:
+                ts, history = self._restore(ckpt, ts, last_good)
                 start = min(last_good, epochs)
                 print(f"[jaxdl] fit resumed from {ckpt.dir} at epoch {last_good}")
-        bar = None
-        if verbose == 1:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=epochs, initial=start, unit="epoch", dynamic_ncols=True)
-        try:
+            if verbose == 1:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=epochs, initial=start, unit="epoch", dynamic_ncols=True)
             for e in range(start, epochs):
                 key = jax.random.fold_in(jax.random.PRNGKey(seed), e)
                 params, opt_state, state, per_batch, sums = epoch_fn(
@@ -291,13 +285,7 @@ class Compiled:
         repr round-trips, so a resumed history is exact), then the orbax checkpoint. The
         history of the previous save is kept too, so a kill between the two writes still
         finds the history of the latest checkpoint."""
-        path = ckpt.dir / "history.json"
-        saved = json.loads(path.read_text()) if path.exists() else {}
-        saved[str(epoch)] = history
-        saved = {k: saved[k] for k in sorted(saved, key=int)[-2:]}
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(saved))
-        tmp.replace(path)
+        write_epoch_record(ckpt.dir / "history.json", epoch, history, keep=2)
         ckpt.save(epoch, self._checkpoint_tree(ts))
 
     def _restore(self, ckpt, ts: TrainState, epoch: int):
@@ -310,7 +298,7 @@ class Compiled:
                 f"the checkpoint of epoch {epoch} in {ckpt.dir} does not fit this model ({err}); "
                 "resume with the model and optimizer that wrote it, or use a new checkpoint_dir") from err
         path = ckpt.dir / "history.json"
-        history = json.loads(path.read_text()).get(str(epoch)) if path.exists() else None
+        history = read_epoch_record(path, epoch)
         if history is None:
             raise ValueError(f"{path} has no history for epoch {epoch}; the checkpoint was not written by "
                              "fit, or the file was removed: use a new checkpoint_dir to start over")
