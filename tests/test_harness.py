@@ -67,6 +67,7 @@ def test_run_directory_contract(tmp_path):
     assert s["final"]["test/accuracy"] == rows[-1]["test/accuracy"]
     assert s["best"]["train/loss"] == min(r["train/loss"] for r in rows)
     assert s["num_params"] == 4 * 16 * (4 + 16 + 1) + 16 * 4 + 4
+    assert s["higher_is_better"] is True and s["headline"] == "test/accuracy"
     assert sorted(p.name for p in (d / "checkpoints").iterdir() if p.name.isdigit()) == ["2", "3"]
     offline = list((d / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))

@@ -141,3 +141,17 @@ def test_workflow_run_rerun_in_its_run_dir_resumes_bit_identical(tmp_path):
     rows = lambda d: [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert rows(ref) == rows(run) and [r["epoch"] for r in rows(run)] == [1, 2, 3, 4]
     assert s_ref["final"] == s_run["final"]
+
+
+def test_chance_report_follows_the_tasks_direction():
+    """The verdict reads the task's higher_is_better: an MSE well below its baseline is
+    good, an accuracy barely above chance is not."""
+    from jaxdl.train.fit_sequence import chance_report
+    mse = {"headline": "test/mse", "final": {"test/mse": 0.01}, "chance": 1 / 6,
+           "chance_text": "baseline 0.167", "higher_is_better": False}
+    assert "clearly better than the baseline, ratio 0.06" in chance_report(mse)
+    assert "NOT clearly better" in chance_report({**mse, "final": {"test/mse": 0.16}})
+    acc = {"headline": "test/accuracy", "final": {"test/accuracy": 0.26}, "chance": 0.25,
+           "chance_text": "chance = 0.250", "higher_is_better": True}
+    assert "NOT clearly above chance" in chance_report(acc)
+    assert "clearly above chance, ratio 4.00" in chance_report({**acc, "final": {"test/accuracy": 1.0}})

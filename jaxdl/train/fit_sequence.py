@@ -130,7 +130,7 @@ def fit_sequence(task: SeqTask, run: RunContext, *, seed: int = 0, hidden: int =
     bar.close()
 
     extra = {"task": task.name, "headline": task.headline, "chance": task.chance,
-             "chance_text": task.chance_text, "seed": seed, "replicas": replicas,
+             "chance_text": task.chance_text, "higher_is_better": task.higher_is_better, "seed": seed, "replicas": replicas,
              "num_params": num_params, "epochs": epochs, "updates_per_epoch": updates_per_epoch,
              "tbptt": {"k1": k1, "k2": k2, "reset": reset},
              "wall_time_s": wall,
@@ -144,7 +144,7 @@ def chance_report(summary: dict) -> str:
     """Closing lines: the headline metric against its chance level."""
     name = summary["headline"]
     v = summary["final"].get(name, float("nan"))
-    hib = not name.endswith(("mse", "rmse", "bpc", "loss"))
+    hib = summary["higher_is_better"]
     ratio = v / summary["chance"] if summary["chance"] else math.nan
     # "clearly": at least 10% better than the chance level / baseline
     better = (ratio > 1.1) if hib else (ratio < 1 / 1.1)
