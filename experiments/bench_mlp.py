@@ -20,9 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl.classic.backprop import delta_rule_grads
+from jaxdl.classic.backprop import delta_rule_value_and_grad
 from jaxdl.data.images import mnist
-from jaxdl.models.mlp import mlp_apply, mlp_init
+from jaxdl.models.mlp import mlp_init
 from jaxdl.train.fit_classifier import encode_targets, make_epoch
 
 
@@ -85,10 +85,7 @@ def main(argv=None):
     res = {}
     for bs in (1, 32):
         opt = optax.sgd(0.3 if bs == 1 else 1.0)
-        mean_loss = lambda p, xb, tb: 0.5 * ((tb - mlp_apply(p, xb)) ** 2).sum(-1).mean()
-        grad_fn = lambda p, xb, tb: (mean_loss(p, xb, tb),
-                                     jax.tree.map(lambda g: g / xb.shape[0], delta_rule_grads(p, xb, tb)))
-        ep, _ = make_epoch(grad_fn, opt, bs, n, shuffle=False)
+        ep, _ = make_epoch(delta_rule_value_and_grad, opt, bs, n, shuffle=False)
         ep = jax.jit(ep)
         o0 = opt.init(p0)
         key = jax.random.PRNGKey(0)

@@ -3,7 +3,6 @@ targets' leading axes ([T, B] for sequences, [B] for feed-forward batches); the
 trainers take weighted means. "loss" is the quantity that is differentiated."""
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 
@@ -44,5 +43,3 @@ def get_objective(name: str):
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; use one of {sorted(OBJECTIVES)}") from None
 
-
-del jax

@@ -73,6 +73,12 @@ def test_delta_rule_equals_autodiff_of_seed_error(x64, sizes):
     ref = jax.grad(backprop.sse)(params, x, t)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
+    # the trainers' (batch-mean loss, grads) pair, from one forward pass
+    v, g = backprop.delta_rule_value_and_grad(params, x, t)
+    rv, rg = jax.value_and_grad(lambda p: backprop.sse(p, x, t) / x.shape[0])(params)
+    np.testing.assert_allclose(v, rv, rtol=1e-12)
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(rg)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)
     # the update 式9/式10 moves downhill: E decreases for a small rate
     new = backprop.delta_rule_update(params, x, t, 1e-2)
     assert float(backprop.sse(new, x, t)) < float(backprop.sse(params, x, t))

@@ -16,16 +16,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.dense import dense_init
+from jaxdl.models.mlp import mlp_init
 
 
 def init(key, sizes, init_scheme: str = "uniform_0.1", dtype=jnp.float32):
-    """Layers [n0, n1, ..., nL] -> list of {"w": [n_l, n_l+1], "b": [n_l+1]}.
-    The seed's fc.py draws weights from U(-0.1, 0.1) with zero bias."""
-    if len(sizes) < 2 or any(int(s) < 1 for s in sizes):
-        raise ValueError(f"layer sizes must be >= 1 and at least two, got {list(sizes)}")
-    keys = jax.random.split(key, len(sizes) - 1)
-    return [dense_init(k, a, b, dtype, init_scheme) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+    """Layers [n0, n1, ..., nL] -> list of {"w": [n_l, n_l+1], "b": [n_l+1]}: the MLP's
+    parameters, drawn by default as the seed's fc.py does (U(-0.1, 0.1), zero bias)."""
+    return mlp_init(key, sizes, init_scheme, dtype)
 
 
 def forward(params, x, activation=jax.nn.sigmoid):
@@ -58,12 +55,24 @@ def deltas(params, acts, t):
     return out[::-1]
 
 
+def _grads(params, acts, t):
+    ds = deltas(params, acts, t)
+    return [{"w": -(a.T @ d), "b": -d.sum(0)} for a, d in zip(acts[:-1], ds)]
+
+
 def delta_rule_grads(params, x, t):
     """Gradient of E_d by the delta rule: dE/dW^(l) = -a^(l)^T delta^(l+1), dE/db = -sum delta
     (the seed's update 式9/式10 is W <- W - eta * this)."""
+    return _grads(params, forward(params, x), t)
+
+
+def delta_rule_value_and_grad(params, x, t):
+    """The batch mean of E_d and its gradient by the delta rule, from one forward pass:
+    the (value, grads) pair an optax step takes. x [B, n_in], t [B, n_out]."""
     acts = forward(params, x)
-    ds = deltas(params, acts, t)
-    return [{"w": -(a.T @ d), "b": -d.sum(0)} for a, d in zip(acts[:-1], ds)]
+    n = x.shape[0]
+    loss = (0.5 * ((t - acts[-1]) ** 2).sum(-1)).mean()
+    return loss, jax.tree.map(lambda g: g / n, _grads(params, acts, t))
 
 
 def delta_rule_update(params, x, t, rate):

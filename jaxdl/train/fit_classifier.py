@@ -16,7 +16,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from jaxdl.classic.backprop import delta_rule_grads
+from jaxdl.classic.backprop import delta_rule_value_and_grad
 from jaxdl.models.mlp import mlp_apply, mlp_init
 from jaxdl.objectives import get_objective
 from jaxdl.run.context import RunContext
@@ -72,8 +72,7 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
         if not (hidden_act == output_act == "sigmoid" and loss == "half_sse"):
             raise ValueError("model.backprop=delta is the seed's rule for sigmoid layers and squared "
                              "error; use model.backprop=autodiff for other activations or losses")
-        grad_fn = lambda p, x, t: (mean_loss(p, x, t),
-                                   jax.tree.map(lambda g: g / x.shape[0], delta_rule_grads(p, x, t)))
+        grad_fn = delta_rule_value_and_grad
     elif backprop == "autodiff":
         grad_fn = jax.value_and_grad(mean_loss)
     else:
@@ -107,7 +106,7 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
     stopped = None
     bar = tqdm(range(start, epochs), initial=start, total=epochs, disable=not run.progress,
                desc=name, unit="epoch", dynamic_ncols=True)
-    timed_updates, timed_s = 0, 0.0
+    timed_epochs, timed_s = 0, 0.0
     per_replica = {}
     for epoch in bar:
         t0 = time.perf_counter()
@@ -116,8 +115,8 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
         jax.block_until_ready(tl)
         dt = time.perf_counter() - t0
         wall += dt
-        if epoch > start:
-            timed_updates += nb * replicas
+        if epoch > start:  # the first epoch after (re)start includes compilation
+            timed_epochs += 1
             timed_s += dt
         if not np.isfinite(np.asarray(tl)).all():
             raise TrainingDiverged(epoch + 1, (epoch + 1) * nb, last_ckpt)
@@ -145,8 +144,8 @@ def fit_classifier(data, run: RunContext, *, sizes, hidden_act="sigmoid", output
     bar.close()
     extra = {"task": name, "seed": seed, "replicas": replicas, "num_params": num_params,
              "sizes": list(sizes), "epochs_run": int(state["epoch"]), "stopped_early_at": stopped,
-             "wall_time_s": wall, "steps_per_s": (timed_updates / timed_s) if timed_s else None,
-             "epoch_time_s": (timed_s / max((timed_updates // max(nb * replicas, 1)), 1)) if timed_s else None}
+             "wall_time_s": wall, "steps_per_s": (timed_epochs * nb * replicas / timed_s) if timed_s else None,
+             "epoch_time_s": (timed_s / timed_epochs) if timed_epochs else None}
     summary = run.finish(extra, per_replica, HIGHER_IS_BETTER)
     summary["_params"] = state["params"]
     return summary
