@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -27,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fresh_process import run_worker
 from jaxdl.models.dense import dense_apply
 from jaxdl.models.lstm import LSTMParams, lstm_scan, lstm_scan_reference
 from jaxdl.models.rnn import rnn_init
@@ -199,10 +198,7 @@ def set_torch_threads():
 
 def time_in_subprocess(peer, H, reps):
     """Run one peer in a fresh interpreter (same environment) and return its timings."""
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", peer,
-                          "--hidden", str(H), "--reps", str(reps)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps)
 
 
 def main(argv=None):

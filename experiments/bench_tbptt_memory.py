@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import subprocess
-import sys
 import time
+
+from fresh_process import run_worker
 
 
 def train_stream(n: int, chunk: int, k1: int, k2: int, hidden: int, streams: int, lag: int) -> dict:
@@ -87,11 +87,8 @@ def main(argv=None):
     print(f"{'steps':>9} {'updates':>9} {'seconds':>8} {'loss first->last':>18} {'peak RSS MB':>12} {'device peak MB':>15}")
     rows = []
     for n in a.lengths:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n), "--chunk", str(a.chunk),
-                              "--k1", str(a.k1), "--k2", str(a.k2), "--hidden", str(a.hidden),
-                              "--streams", str(a.streams), "--lag", str(a.lag)],
-                             capture_output=True, text=True, check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = run_worker(__file__, "--one", n, "--chunk", a.chunk, "--k1", a.k1, "--k2", a.k2,
+                       "--hidden", a.hidden, "--streams", a.streams, "--lag", a.lag)
         rows.append(r)
         print(f"{r['steps']:>9} {r['updates']:>9} {r['seconds']:>8} "
               f"{r['first_loss']:>8.3f} -> {r['last_loss']:<6.3f} {r['peak_rss_mb']:>12} {str(r['device_peak_mb']):>15}")

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import jax
 import jax.numpy as jnp
 
-from jaxdl.models.dense import dense_apply, dense_init
 from jaxdl.models.activations import get_activation as _activation
+from jaxdl.models.dense import dense_apply, dense_init
 from jaxdl.models.lstm import lstm_init, lstm_scan, zero_carry
-
 
 
 @dataclass(frozen=True)
