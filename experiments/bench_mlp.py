@@ -1,6 +1,6 @@
 """Speed of an MNIST epoch (784-300-10 sigmoid, squared error, SGD), measured in one run:
 
-  jaxdl trainer epoch (jaxdl.train.fit_classifier.make_epoch, the delta-rule grads)
+  jaxdl trainer epoch (jaxdl.train.classifier_trainer.make_epoch, the delta-rule grads)
   a plain one-jit lax.scan epoch written here (autodiff, same math)
   a NumPy per-sample implementation of the seed's vectorised fc.py code
 
@@ -23,7 +23,7 @@ import optax
 from jaxdl.classic.backprop import delta_rule_value_and_grad
 from jaxdl.data.images import mnist
 from jaxdl.models.mlp import mlp_init
-from jaxdl.train.fit_classifier import encode_targets, make_epoch
+from jaxdl.train.classifier_trainer import encode_targets, make_epoch
 
 
 def reference_epoch(batch_size, n, lr):

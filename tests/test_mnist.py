@@ -71,7 +71,7 @@ def test_digits_runs_anywhere_and_stops_when_error_rises(tmp_path):
             "logger.mode=disabled", "train.progress=false"]
     s, d = run_inprocess(tmp_path, base)
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
-    errs = [r["test/error"] for r in rows]
+    errs = [r["val/error"] for r in rows]           # the rule watches the held-out val split, never test
     if s["stopped_early_at"] is not None:
         assert errs[-1] > errs[-2]                          # it stopped because the error rose
         assert all(b <= a for a, b in zip(errs[:-2], errs[1:-1]))  # and not before

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from jaxdl.tasks import addition, forecast, seqclass, synthetic
+from jaxdl.tasks.base import fit_workflow_task
 from jaxdl.tasks.series import load_series
 from tests.helpers import run_inprocess
 
@@ -38,8 +39,10 @@ def test_seqclass_digits_rows_as_time_steps(tmp_path):
 
 
 def test_seqclass_variable_length_with_masking():
-    m, _, (c, ts) = seqclass.run("varlen", n=1200, epochs=8, hidden=16)
-    assert m["test/accuracy"] > 0.75 > m["test/majority_baseline"]
+    task = seqclass.seqclass("varlen", n=1200, hidden=16)
+    m, _, ts = fit_workflow_task(task, epochs=8)
+    c = task.model
+    assert m["test/accuracy"] > 0.75 > task.chance      # chance: the majority class of the test split
     X_tr, y_tr, X_te, y_te, m_tr, m_te = seqclass.load("varlen", 0, n=1200)
     # the same sequences padded much further: identical predictions with the mask
     wider = np.concatenate([X_te, np.full((len(X_te), 10, 1), 7.0, np.float32)], 1)
@@ -50,7 +53,9 @@ def test_seqclass_variable_length_with_masking():
 
 
 def test_addition_seq2seq_learns_two_digit_sums():
-    m, _, examples = addition.run(digits=2, train_size=4000, test_size=500, hidden=96, epochs=40, lr=5e-3)
+    task = addition.addition(digits=2, train_size=4000, test_size=500, hidden=96, lr=5e-3)
+    m, _, ts = fit_workflow_task(task, epochs=40)
+    examples = addition.examples(task.model, ts, [("12+34", "46")], 2)
     assert m["test/exact_match"] > 0.8                  # a random guess: ~1e-3
     q, a = examples[0].split(" = ")
     assert q.count("+") == 1 and a.isdigit()
@@ -146,7 +151,7 @@ def test_workflow_run_rerun_in_its_run_dir_resumes_bit_identical(tmp_path):
 def test_chance_report_follows_the_tasks_direction():
     """The verdict reads the task's higher_is_better: an MSE well below its baseline is
     good, an accuracy barely above chance is not."""
-    from jaxdl.train.fit_sequence import chance_report
+    from jaxdl.run.verdict import chance_report
     mse = {"headline": "test/mse", "final": {"test/mse": 0.01}, "chance": 1 / 6,
            "chance_text": "baseline 0.167", "higher_is_better": False}
     assert "clearly better than the baseline, ratio 0.06" in chance_report(mse)

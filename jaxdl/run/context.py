@@ -20,6 +20,7 @@ class RunContext:
     logger: object | None = None          # WandbLogger or None
     checkpoint_every: int = 1             # epochs
     progress: bool = True
+    stop_flag: object | None = None       # jaxdl.run.signals.StopFlag: preemption requests
     metrics: MetricsLog = field(init=False)
     ckpt: Checkpointer = field(init=False)
 
@@ -29,13 +30,29 @@ class RunContext:
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         self.ckpt = Checkpointer(self.run_dir / "checkpoints")
 
-    def log(self, row: dict) -> None:
-        self.metrics.append(row)
+    def log(self, row: dict, member_rows: list[dict] = ()) -> None:
+        """One epoch: its row (means over members) and, with several members, one row per
+        member (with "member": i) in metrics.jsonl; the mean row goes to wandb."""
+        self.metrics.append(row, *member_rows)
         if self.logger is not None:
             self.logger.log({k: v for k, v in row.items() if k not in ("step",)}, step=int(row["step"]))
 
-    def write_summary(self, extra: dict, higher_is_better: dict[str, bool]) -> dict:
+    def rows(self) -> list[dict]:
+        """The mean rows logged so far (not the per-member ones)."""
+        return [r for r in self.metrics.read() if "member" not in r]
+
+    def last_checkpoint(self) -> int | None:
+        return self.ckpt.latest_epoch()
+
+    def stop_requested(self) -> str | None:
+        """The name of a stop signal received during this run (SIGTERM, ...), or None."""
+        return self.stop_flag.name if self.stop_flag is not None and self.stop_flag.requested else None
+
+    def write_summary(self, extra: dict, higher_is_better: dict[str, bool], final_extra: dict | None = None) -> dict:
+        """summary.json: final and best of every metric in metrics.jsonl (plus `final_extra`,
+        metrics a task computes after training), the run's facts in `extra`."""
         final, best = final_and_best(self.metrics.read(), higher_is_better)
+        final.update(final_extra or {})
         devs = jax.devices()
         summary = {"final": final, "best": best, **extra,
                    "jax_version": jax.__version__,
@@ -47,13 +64,14 @@ class RunContext:
             self.logger.summary({f"best/{k}": v for k, v in best.items()})
         return summary
 
-    def finish(self, extra: dict, per_replica: dict, higher_is_better: dict[str, bool]) -> dict:
+    def finish(self, extra: dict, per_replica: dict, higher_is_better: dict[str, bool],
+               final_extra: dict | None = None) -> dict:
         """summary.json with the per-replica values and their mean and std (if any)."""
         if per_replica:
             extra = {**extra, "per_replica": per_replica,
                      "replica_stats": {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
                                        for k, v in per_replica.items()}}
-        return self.write_summary(extra, higher_is_better)
+        return self.write_summary(extra, higher_is_better, final_extra)
 
     def save_checkpoint(self, epoch: int, state, **progress) -> None:
         """Orbax checkpoint of `state`, plus progress.json (wall time etc.),

@@ -45,17 +45,20 @@ class MetricsLog:
                 f.write(json.dumps(r) + "\n")
         os.replace(tmp, self.path)
 
-    def append(self, row: dict) -> None:
-        row = {k: _clean(v) for k, v in row.items()}
+    def append(self, *rows: dict) -> None:
+        """Append rows, flushed at once (a reader sees the epoch as it ends)."""
         with self.path.open("a") as f:
-            f.write(json.dumps(row) + "\n")
+            for row in rows:
+                f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
             f.flush()
 
 
 def final_and_best(rows: list[dict], higher_is_better: dict[str, bool]) -> tuple[dict, dict]:
-    """The last value of every metric, and its best value over the run."""
+    """The last value of every metric, and its best value over the run (mean rows only)."""
     final, best = {}, {}
     for r in rows:
+        if "member" in r:          # per-member rows: the run's values are the mean rows
+            continue
         for k, v in r.items():
             if k in ("step", "epoch") or v is None or not isinstance(v, (int, float)):
                 continue

@@ -1,4 +1,5 @@
-"""Task registry: name -> builder (and kind). Builders take plain values."""
+"""Task registry: name -> builder. Builders take plain values and return a task
+(jaxdl.tasks.base) whose `trainer` field names the trainer that runs it."""
 import inspect
 from jaxdl.tasks import addition, classic, forecast, seqclass, synthetic, text
 
@@ -9,29 +10,40 @@ SEQUENCE_TASKS = {
     "textgen": text.textgen,
 }
 
-# trained with the define/compile/fit workflow (jaxdl.workflow); name -> run function
+# Keras-style Sequential models (jaxdl.workflow); their builders also take the model size,
+# learning rate and batch size from model/optim/train
 WORKFLOW_TASKS = {
-    "forecast": forecast.run,
-    "seqclass": seqclass.run,
-    "addition": addition.run,
+    "forecast": forecast.forecast,
+    "seqclass": seqclass.seqclass,
+    "addition": addition.addition,
 }
-# run() arguments that come from model/optim/train, not from task.*
-WORKFLOW_RUN_ARGS = {"hidden", "epochs", "batch_size", "lr", "seed", "verbose", "checkpoint_dir", "checkpoint_every", "resume",
-                     "data_dir"}
+# builder arguments that come from model/optim/train (and the entry point), not from task.*
+WORKFLOW_RUN_ARGS = {"hidden", "epochs", "batch_size", "lr", "seed", "data_dir"}
 
-# name -> (builder, kind); kind picks the trainer and the models that fit
+# name -> (builder, kind); kind picks the models that fit
 CLASSIC_TASKS = {
     "and": (classic.and_, "perceptron"),
     "or": (classic.or_, "perceptron"),
     "xor": (classic.xor, "perceptron"),
-    "salary": (classic.salary, "linear"),
+    "salary": (classic.salary_task, "linear"),
     "digits": (classic.digits, "classify"),
     "mnist": (classic.mnist, "classify"),
 }
 
 
+def builder(name: str):
+    """The builder of task `name`."""
+    if name in SEQUENCE_TASKS:
+        return SEQUENCE_TASKS[name]
+    if name in WORKFLOW_TASKS:
+        return WORKFLOW_TASKS[name]
+    return CLASSIC_TASKS[name][0]
+
+
 def call_task(fn, data_dir: str, **kw):
-    """Call a task builder/runner, passing `data_dir` only to those that read shared data."""
-    if "data_dir" in inspect.signature(fn).parameters:
+    """Call a task builder with the arguments it takes: `data_dir` only for those that
+    read shared data, and only the run arguments (hidden, lr, ...) it names."""
+    params = inspect.signature(fn).parameters
+    if "data_dir" in params:
         kw["data_dir"] = data_dir
-    return fn(**kw)
+    return fn(**{k: v for k, v in kw.items() if k in params})

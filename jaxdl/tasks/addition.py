@@ -4,15 +4,18 @@ reads "12+345" and writes "357", as in Brownlee's book and Flax's seq2seq exampl
 Characters are one-hot encoded; inputs are padded on the left with spaces to a
 fixed length and answers on the right. Encoder LSTM -> RepeatVector -> decoder
 LSTM (return_sequences) -> Dense softmax on every output step. Reports
-test/exact_match (every character right) on held-out problems.
+exact_match (every character right) on held-out val and test problems.
 """
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.data.encoding import one_hot
+from jaxdl.tasks.base import WorkflowTask
 from jaxdl.workflow import LSTM, Dense, RepeatVector, Sequential
+from jaxdl.workflow.model import TrainState
 
 ALPHABET = "0123456789+ "
 CHAR = {c: i for i, c in enumerate(ALPHABET)}
@@ -43,21 +46,42 @@ def decode(ids) -> list[str]:
     return ["".join(ALPHABET[i] for i in row).strip() for row in np.asarray(ids)]
 
 
-def run(digits=3, train_size=20000, test_size=2000, hidden=128, epochs=40, batch_size=64, lr=3e-3,
-        seed=0, verbose=0, checkpoint_dir=None, checkpoint_every=1, resume=False):
+def addition(digits=3, train_size=20000, test_size=2000, val_size=1000, hidden=128, batch_size=64, lr=3e-3,
+             seed=0) -> WorkflowTask:
+    """Encoder-decoder LSTM on train_size problems; val_size and test_size problems none
+    of which is in the training set. Scores exact_match (every character right) and
+    char_accuracy; after training prints held-out examples of replica 0."""
     rng = np.random.default_rng(seed)
     train = make_problems(train_size, digits, rng)
     test = make_problems(test_size, digits, rng, exclude=frozenset(q for q, _ in train))
+    val = make_problems(val_size, digits, rng, exclude=frozenset(q for q, _ in train + test)) if val_size else []
     X_tr, Y_tr, _ = encode(train, digits)
-    X_te, Y_te, ids_te = encode(test, digits)
     c = Sequential([LSTM(hidden), RepeatVector(digits + 1), LSTM(hidden, return_sequences=True),
                     Dense(len(ALPHABET), "softmax")], input_shape=X_tr.shape[1:]).compile(
         "adam", "categorical_crossentropy", ["accuracy"], lr=lr, clip=1.0)
-    ts = c.init(jax.random.PRNGKey(seed))
-    ts, hist = c.fit(ts, X_tr, Y_tr, batch_size=batch_size, epochs=epochs, verbose=verbose, seed=seed,
-                     checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every, resume=resume)
-    pred = c.predict_classes(ts, X_te, batch_size)
-    exact = float((pred == ids_te).all(1).mean())
-    examples = [f"{q} = {p}" for (q, _), p in zip(test[:8], decode(pred[:8]))]
-    return ({"test/exact_match": exact, "test/char_accuracy": float((pred == ids_te).mean())}, hist,
-            examples)
+
+    def score(preds, target):
+        y, ids = target
+        hit = jnp.argmax(preds, -1) == ids
+        return {**c.score(preds, (y, None)), "exact_match": hit.all(1).mean(), "char_accuracy": hit.mean()}
+
+    splits = {}
+    for name, probs in (("val", val), ("test", test)):
+        if probs:
+            X, Y, ids = encode(probs, digits)
+            splits[name] = (X, Y, None, ids)
+
+    def after(state, run_dir):
+        ts = TrainState(*(jax.tree.map(lambda a: a[0], state[k]) for k in ("params", "opt_state", "state")))
+        ex = examples(c, ts, test[:8], digits)
+        print("[jaxdl] held-out examples: " + "; ".join(ex))
+        return {"examples": ex}
+
+    return WorkflowTask("addition", c, (X_tr, Y_tr, None), splits, score, batch_size, "test/exact_match",
+                        1.0 / 10 ** (digits + 1), "a random guess of the answer's digits", after=after)
+
+
+def examples(c, ts, problems, digits) -> list[str]:
+    """'q = predicted answer' for each problem."""
+    X, _, _ = encode(problems, digits)
+    return [f"{q} = {p}" for (q, _), p in zip(problems, decode(c.predict_classes(ts, X)))]

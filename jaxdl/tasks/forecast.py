@@ -4,60 +4,108 @@ next month of airline passengers from the previous `n_in` months.
 Pipeline (the toolkit's pieces): first differences -> min-max scaling to [-1, 1]
 fitted on the training part -> lagged supervised windows [samples, n_in, 1] ->
 LSTM -> inverse scaling -> undo the difference. The last `test_size` months are
-held out and forecast one step ahead. Baselines, as the seed advises building
+held out and forecast one step ahead, the `val_size` months before them are the
+validation split. Baselines, as the seed advises building
 first: persistence (next = last) and an MLP on the same sliding windows.
 Reported in the original units: test/rmse, test/rmse_persistence, test/rmse_mlp.
 """
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.data.scaling import minmax_fit, minmax_inverse, minmax_transform
 from jaxdl.data.supervised import series_to_supervised
+from jaxdl.tasks.base import WorkflowTask
 from jaxdl.tasks.series import load_series
 from jaxdl.workflow import LSTM, Dense, Sequential
+from jaxdl.workflow.model import TrainState
 
 
-def prepare(series: np.ndarray, n_in: int, test_size: int):
-    """-> dict with train/test windows of scaled differences and what inverting needs."""
-    if test_size < 1 or test_size + n_in + 2 > len(series):
-        raise ValueError(f"series of {len(series)} points is too short for n_in={n_in}, test_size={test_size}")
+def prepare(series: np.ndarray, n_in: int, test_size: int, val_size: int = 0):
+    """-> dict with train/val/test windows of scaled differences and what inverting needs.
+    The last `test_size` months are the test targets, the `val_size` before them the
+    validation targets; the scaler is fitted on the training differences only."""
+    if test_size < 1 or val_size < 0 or test_size + val_size + n_in + 2 > len(series):
+        raise ValueError(f"series of {len(series)} points is too short for n_in={n_in}, "
+                         f"val_size={val_size}, test_size={test_size}")
     diff = np.diff(series)                                    # d[t-1] = s[t] - s[t-1]
-    n_train_diff = len(diff) - test_size
-    scaler = minmax_fit(diff[:n_train_diff], (-1.0, 1.0))
+    n_test_from = len(diff) - test_size
+    n_val_from = n_test_from - val_size
+    scaler = minmax_fit(diff[:n_val_from], (-1.0, 1.0))
     scaled = minmax_transform(scaler, diff)[:, 0]
     X, y = series_to_supervised(scaled, n_in, 1)              # X rows predict diff index n_in..
     target_idx = np.arange(n_in, len(diff))                   # which diff each row predicts
-    test = target_idx >= n_train_diff
-    return {"X_tr": X[~test].astype(np.float32), "y_tr": y[~test, :, 0].astype(np.float32),
-            "X_te": X[test].astype(np.float32), "y_te": y[test, :, 0].astype(np.float32),
-            "prev": series[target_idx[test]],                 # s[t-1] for each test target s[t]
-            "truth": series[target_idx[test] + 1], "scaler": scaler}
+    out = {"scaler": scaler}
+    for name, sel in (("tr", target_idx < n_val_from), ("va", (target_idx >= n_val_from) & (target_idx < n_test_from)),
+                      ("te", target_idx >= n_test_from)):
+        out[f"X_{name}"] = X[sel].astype(np.float32)
+        out[f"y_{name}"] = y[sel, :, 0].astype(np.float32)
+        out[f"prev_{name}"] = series[target_idx[sel]]          # s[t-1] for each target s[t]
+        out[f"truth_{name}"] = series[target_idx[sel] + 1]
+    out["prev"], out["truth"] = out["prev_te"], out["truth_te"]
+    return out
 
 
-def undo(d, scaled_pred):
-    return d["prev"] + minmax_inverse(d["scaler"], scaled_pred.reshape(-1, 1))[:, 0]
+def undo(d, scaled_pred, prev=None):
+    """Scaled predicted differences -> passengers: inverse scaling, then add s[t-1]."""
+    prev = d["prev"] if prev is None else prev
+    return prev + minmax_inverse(d["scaler"], np.asarray(scaled_pred).reshape(-1, 1))[:, 0]
 
 
 def rmse(a, b):
     return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def run(series="airline", n_in=12, test_size=24, mlp_hidden=32, hidden=32, epochs=600, batch_size=16,
-        lr=3e-3, seed=0, verbose=0, checkpoint_dir=None, checkpoint_every=1, resume=False):
-    d = prepare(load_series(series), n_in, test_size)
-    key = jax.random.PRNGKey(seed)
+def forecast(seed=0, series="airline", n_in=12, test_size=24, val_size=12, mlp_hidden=32, hidden=32,
+             epochs=600, batch_size=16, lr=3e-3) -> WorkflowTask:
+    """LSTM(hidden) -> Dense(1) on windows of n_in scaled differences; scored in passengers
+    (thousands): rmse on val and test. After training: the persistence and MLP-window
+    baselines on test, and forecast.png."""
+    d = prepare(load_series(series), n_in, test_size, val_size)
+    sc = d["scaler"]
     lstm = Sequential([LSTM(hidden), Dense(1)], input_shape=(n_in, 1)).compile("adam", "mse", lr=lr)
-    ts = lstm.init(key)
-    ts, hist = lstm.fit(ts, d["X_tr"], d["y_tr"], batch_size=batch_size, epochs=epochs, verbose=verbose,
-                        seed=seed, validation_data=(d["X_te"], d["y_te"]), checkpoint_dir=checkpoint_dir, checkpoint_every=checkpoint_every,
-                        resume=resume)
-    pred = undo(d, lstm.predict(ts, d["X_te"]))
-    mlp = Sequential([Dense(mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile("adam", "mse", lr=lr)
-    tm = mlp.init(key)
-    tm, _ = mlp.fit(tm, d["X_tr"][..., 0], d["y_tr"], batch_size=batch_size, epochs=epochs, verbose=0, seed=seed)
-    pred_mlp = undo(d, mlp.predict(tm, d["X_te"][..., 0]))
-    return {"test/rmse": rmse(pred, d["truth"]), "test/rmse_persistence": rmse(d["prev"], d["truth"]),
-            "test/rmse_mlp": rmse(pred_mlp, d["truth"])}, hist, {"truth": d["truth"], "lstm": pred,
-                                                                "mlp": pred_mlp, "persistence": d["prev"]}
+
+    def score(preds, target):
+        y, (prev, truth) = target
+        passengers = prev + (preds[:, 0] - sc.lo) / (sc.hi - sc.lo) * (sc.data_max[0] - sc.data_min[0]) + sc.data_min[0]
+        return {"loss": ((preds - y) ** 2).mean(), "rmse": jnp.sqrt(((passengers - truth) ** 2).mean())}
+
+    splits = {name: (d[f"X_{s}"], d[f"y_{s}"], None, (d[f"prev_{s}"], d[f"truth_{s}"]))
+              for name, s in (("val", "va"), ("test", "te")) if len(d[f"X_{s}"])}
+    persistence = rmse(d["prev"], d["truth"])
+
+    def after(state, run_dir):
+        ts = TrainState(*(jax.tree.map(lambda a: a[0], state[k]) for k in ("params", "opt_state", "state")))
+        pred = undo(d, lstm.predict(ts, d["X_te"]))
+        mlp = Sequential([Dense(mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile("adam", "mse", lr=lr)
+        tm, _ = mlp.fit(mlp.init(jax.random.PRNGKey(seed)), d["X_tr"][..., 0], d["y_tr"], batch_size=batch_size,
+                        epochs=epochs, verbose=0, seed=seed)
+        pred_mlp = undo(d, mlp.predict(tm, d["X_te"][..., 0]))
+        _plot(d["truth"], pred, pred_mlp, d["prev"], run_dir / "forecast.png")
+        base = {"test/rmse_persistence": persistence, "test/rmse_mlp": rmse(pred_mlp, d["truth"])}
+        lstm_rmse = rmse(pred, d["truth"])
+        beat = lstm_rmse < min(base.values())
+        print(f"[jaxdl] forecast: LSTM {lstm_rmse:.2f}, MLP window {base['test/rmse_mlp']:.2f}, persistence "
+              f"{persistence:.2f}: the LSTM {'beats' if beat else 'does NOT beat'} both baselines "
+              "(test RMSE, thousands of passengers; replica 0)")
+        return {"final": base, "baselines": {"persistence": base["test/rmse_persistence"], "mlp": base["test/rmse_mlp"]}}
+
+    return WorkflowTask("forecast", lstm, (d["X_tr"], d["y_tr"], None), splits, score, batch_size,
+                        "test/rmse", persistence, f"persistence (next = last month) gives RMSE {persistence:.1f}",
+                        higher_is_better=False, after=after)
+
+
+def _plot(truth, lstm, mlp, persistence, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    t = np.arange(len(truth))
+    ax.plot(t, truth, "k-", label="truth")
+    ax.plot(t, lstm, "r-", label="LSTM")
+    ax.plot(t, mlp, "b--", label="MLP window")
+    ax.plot(t, persistence, ":", color="gray", label="persistence")
+    ax.set_xlabel("held-out month"); ax.set_ylabel("passengers (thousands)"); ax.legend(fontsize=8)
+    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)

@@ -23,8 +23,10 @@ def _stream_batch(x, y, weight):
 
 
 def echo(seed: int, lag: int = 5, vocab: int = 4, length: int = 2000, streams: int = 32,
-         test_length: int = 2000) -> SeqTask:
-    """One-hot symbols x [T, B, V]; integer targets y [T, B]; steps t < lag carry no loss."""
+         test_length: int = 2000, val_length: int = 1000) -> SeqTask:
+    """One-hot symbols x [T, B, V]; integer targets y [T, B]; steps t < lag carry no loss.
+    Train, test and val streams are drawn in that order from one generator (val_length=0:
+    no val split)."""
     rng = np.random.default_rng(seed)
 
     def make(T):
@@ -36,12 +38,14 @@ def echo(seed: int, lag: int = 5, vocab: int = 4, length: int = 2000, streams: i
         w[:lag] = 0.0
         return _stream_batch(x, y.astype(np.int32), w)
 
-    return SeqTask("echo", make(length), make(test_length), vocab, vocab, "xent",
-                   "test/accuracy", 1.0 / vocab, f"chance = 1/vocab = {1.0 / vocab:.3f}")
+    train, test = make(length), make(test_length)
+    return SeqTask("echo", train, test, vocab, vocab, "xent",
+                   "test/accuracy", 1.0 / vocab, f"chance = 1/vocab = {1.0 / vocab:.3f}",
+                   val=make(val_length) if val_length else None)
 
 
 def adding(seed: int, length: int = 50, train_size: int = 4096, test_size: int = 1024,
-           batch: int = 64) -> SeqTask:
+           batch: int = 64, val_size: int = 512) -> SeqTask:
     """x [N, T, B, 2] (value, marker), y [N, T, B, 1]; loss weight only on the last step."""
     rng = np.random.default_rng(seed)
 
@@ -66,13 +70,14 @@ def adding(seed: int, length: int = 50, train_size: int = 4096, test_size: int =
         to_tm = lambda a: a.reshape(n // batch, batch, *a.shape[1:]).swapaxes(1, 2)
         return Batch(to_tm(x), to_tm(y), to_tm(np.ones_like(w)), to_tm(w))
 
-    return SeqTask("adding", make(train_size), make(test_size), 2, 1, "mse", "test/mse",
+    train, test = make(train_size), make(test_size)
+    return SeqTask("adding", train, test, 2, 1, "mse", "test/mse",
                    1.0 / 6.0, "always predicting 1.0 gives MSE 0.167", higher_is_better=False,
-                   reset="batch")
+                   reset="batch", val=make(val_size) if val_size else None)
 
 
 def sine(seed: int, length: int = 2000, streams: int = 16, noise: float = 0.05,
-         test_length: int = 1000) -> SeqTask:
+         test_length: int = 1000, val_length: int = 1000) -> SeqTask:
     """x [T, B, 1] noisy sinusoid, y [T, B, 1] the next value."""
     rng = np.random.default_rng(seed)
 
@@ -85,7 +90,8 @@ def sine(seed: int, length: int = 2000, streams: int = 16, noise: float = 0.05,
         return _stream_batch(s[:-1], s[1:], np.ones((T, streams), np.float32))
 
     train, test = make(length), make(test_length)
+    val = make(val_length) if val_length else None
     persist = float(((test.x[0] - test.y[0]) ** 2).mean())
     return SeqTask("sine", train, test, 1, 1, "mse", "test/mse", persist,
                    f"persistence (predict the last value) gives MSE {persist:.4f}",
-                   higher_is_better=False)
+                   higher_is_better=False, val=val)

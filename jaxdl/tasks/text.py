@@ -52,27 +52,40 @@ def _streams(ids: np.ndarray, B: int) -> Batch:
 
 
 def textgen(seed: int = 0, source: str = "file", path: str = "", data_dir: str = "",
-            max_chars: int = 300000, streams: int = 32, test_fraction: float = 0.1,
+            max_chars: int = 300000, streams: int = 32, test_fraction: float = 0.1, val_fraction: float = 0.05,
             temperature: float = 0.8, sample_chars: int = 400, prime: str = "ROMEO:\n") -> SeqTask:
+    """The text -> train (the first part), val (the `val_fraction` before test) and test
+    (the last `test_fraction`), each cut into `streams` contiguous streams. After
+    training, replica 0 dreams `sample_chars` characters into sample.txt."""
     text = read_text(source, path, data_dir)
     if max_chars:
         text = text[:max_chars]
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"task.test_fraction must be in (0, 1), got {test_fraction}")
+    for key, v in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0 <= v < 1 or (key == "test_fraction" and v == 0):
+            raise ValueError(f"task.{key} must be in {'(0' if key == 'test_fraction' else '[0'}, 1), got {v}")
     vocab = sorted(set(text))
     index = {c: i for i, c in enumerate(vocab)}
     ids = np.array([index[c] for c in text], np.int32)
-    n_test = int(len(ids) * test_fraction)
-    train, test = ids[:-n_test], ids[-n_test:]
+    n_test, n_val = int(len(ids) * test_fraction), int(len(ids) * val_fraction)
+    train, val, test = ids[:-n_test - n_val], ids[len(ids) - n_test - n_val:-n_test], ids[-n_test:]
     counts = np.bincount(train, minlength=len(vocab)) + 1e-9
     pr = counts / counts.sum()
     unigram_bpc = float(-(pr * np.log2(pr)).sum())
+    vocab = tuple(vocab)
+
+    def after(state, run_dir):
+        params = jax.tree.map(lambda a: a[0], state["params"])     # replica 0
+        text = sample(params, vocab, prime, sample_chars, temperature, jax.random.PRNGKey(seed))
+        (run_dir / "sample.txt").write_text(text)
+        print(f"[jaxdl] dreamed at temperature {temperature} (sample.txt):\n{text}\n")
+        return {}
+
     return SeqTask("textgen", _streams(train, streams), _streams(test, streams), len(vocab), len(vocab),
                    "xent", "test/bpc", unigram_bpc,
                    f"a unigram model of the training characters gives {unigram_bpc:.3f} bits/char "
                    f"(uniform over {len(vocab)}: {math.log2(len(vocab)):.3f})",
-                   higher_is_better=False, token_inputs=True, vocab=tuple(vocab),
-                   sampling={"prime": prime, "chars": sample_chars, "temperature": temperature})
+                   higher_is_better=False, token_inputs=True, vocab=vocab,
+                   val=_streams(val, streams) if n_val else None, after=after)
 
 
 def sample(params, vocab, prime: str, n: int, temperature: float, key) -> str:

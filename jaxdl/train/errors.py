@@ -11,3 +11,14 @@ class TrainingDiverged(RuntimeError):
             f"loss became NaN/inf at epoch {epoch}, step {step}; training stopped and {where}. "
             "Lower optim.lr or set optim.clip (e.g. optim.clip=1.0), then rerun.")
         self.epoch, self.step = epoch, step
+
+
+class Preempted(RuntimeError):
+    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2) arrived; the loop finished the epoch in
+    flight and wrote its checkpoint. The entry point exits with PREEMPTED_EXIT_CODE
+    (jaxdl.run.signals); a relaunch on the same run dir resumes."""
+
+    def __init__(self, epoch: int, signal_name: str):
+        super().__init__(f"{signal_name} received: stopped after epoch {epoch} with a checkpoint of it; "
+                         "relaunch with the same run dir (hydra.run.dir) to resume")
+        self.epoch, self.signal_name = epoch, signal_name

@@ -23,8 +23,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl.run.records import read_epoch_record, write_epoch_record
-from jaxdl.train.errors import TrainingDiverged
 from jaxdl.train.optim import make_optimizer
 from jaxdl.workflow.layers import LSTM, RepeatVector
 
@@ -210,99 +208,85 @@ class Compiled:
     def fit(self, ts: TrainState, x, y, batch_size: int = 32, epochs: int = 1, shuffle: bool = True,
             validation_data=None, verbose: int = 1, mask=None, seed: int = 0,
             checkpoint_dir: str | Path | None = None, checkpoint_every: int = 1, resume: bool = False):
-        """Train; returns (TrainState, history {metric: [per epoch]}).
+        """Train; returns (TrainState, history {metric: [per epoch]}). The epochs run in
+        jaxdl's one training loop (jaxdl.train.loop) with a FitRecorder for the history.
 
-        checkpoint_dir: save {params, opt_state} (and the LSTM state of a stateful model)
-        with orbax every `checkpoint_every` epochs, and the history so far beside them.
+        checkpoint_dir: save {params, opt_state, LSTM state} with orbax every
+        `checkpoint_every` epochs, and the history so far beside them.
         resume: continue from the latest checkpoint there (as Keras' BackupAndRestore):
         restore it, keep its history and train epochs `latest+1 .. epochs` only, so a
         killed fit finishes bit-identical to one never interrupted. Without resume, epoch
         numbers in the directory keep counting across fit calls."""
+        from jaxdl.train.loop import train_loop
+        from jaxdl.workflow.fit_recorder import FitRecorder, keras_name
         if self.model.stateful and shuffle:
             raise ValueError("a stateful model keeps the order of its samples: fit it with shuffle=False")
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
-        xb, yb, wb, mb, n = self._prepare(x, y, batch_size, mask)
-        epoch_fn = self._cache.get("epoch")
-        if epoch_fn is None:
-            epoch_fn = self._cache["epoch"] = jax.jit(self._epoch, static_argnums=(5,))
         if resume and checkpoint_dir is None:
             raise ValueError("fit(resume=True) needs the checkpoint_dir to resume from")
-        ckpt = None
-        if checkpoint_dir is not None:
-            from jaxdl.run.checkpoint import Checkpointer      # orbax loads only when checkpointing
-            ckpt = Checkpointer(Path(checkpoint_dir))
-        history: dict[str, list] = {}
-        last_good = ckpt.latest_epoch() if ckpt else None
-        base = 0 if resume else (last_good or 0)   # without resume, epochs keep counting across fit calls
-        start, bar = 0, None
+        splits = {}
+        if validation_data is not None:
+            splits["val"] = self.split(validation_data[0], validation_data[1], batch_size)
+        trainer = self.trainer(x, y, batch_size=batch_size, shuffle=shuffle, mask=mask, seed=seed,
+                               splits=splits)
+        rec = FitRecorder(checkpoint_dir, checkpoint_every, resume, epochs, self.model.stateful)
         try:
-            if resume and last_good is not None:
-                ts, history = self._restore(ckpt, ts, last_good)
-                start = min(last_good, epochs)
-                print(f"[jaxdl] fit resumed from {ckpt.dir} at epoch {last_good}")
-            if verbose == 1:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=epochs, initial=start, unit="epoch", dynamic_ncols=True)
-            for e in range(start, epochs):
-                key = jax.random.fold_in(jax.random.PRNGKey(seed), e)
-                params, opt_state, state, per_batch, sums = epoch_fn(
-                    ts.params, ts.opt_state, ts.state, key, (xb, yb, wb, mb), shuffle)
-                bl = np.asarray(per_batch)
-                if not np.isfinite(bl).all():
-                    raise TrainingDiverged(e + 1, int(np.nonzero(~np.isfinite(bl))[0][0]) + 1, last_good)
-                ts = TrainState(params, opt_state, state if self.model.stateful else ts.state)
-                row = {k: float(v) / n for k, v in sums.items()}
-                if validation_data is not None:
-                    row.update({f"val_{k}": v for k, v in self.evaluate(ts, *validation_data,
-                                                                        batch_size=batch_size).items()})
-                for k, v in row.items():
-                    history.setdefault(k, []).append(v)
-                if ckpt is not None and ((e + 1) % checkpoint_every == 0 or e + 1 == epochs):
-                    self._save(ckpt, base + e + 1, ts, history)
-                    last_good = base + e + 1
-                msg = " - ".join(f"{k}: {v:.4f}" for k, v in row.items())
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(msg)
-                elif verbose == 2:
-                    print(f"Epoch {e + 1}/{epochs} - {msg}")
+            res = train_loop(trainer, rec, epochs=epochs, members=None, state=dict(ts._asdict()),
+                             verbose=verbose, label=keras_name)
         finally:
-            if bar is not None:
-                bar.close()
-            if ckpt is not None:
-                ckpt.close()
-        return ts, history
+            rec.close()
+        return TrainState(**res.state), rec.history
 
-    def _checkpoint_tree(self, ts: TrainState) -> dict:
-        tree = {"params": ts.params, "opt_state": ts.opt_state}
-        if self.model.stateful:
-            tree["state"] = ts.state
-        return tree
+    def split(self, x, y, batch_size: int = 32, mask=None, extra=None):
+        """An evaluation split for `trainer`: (x batches, mask batches, (y, extra))."""
+        xb, _, _, mb, _ = self._prepare(x, None, batch_size, mask)
+        return xb, mb, (jnp.asarray(y), extra)
 
-    def _save(self, ckpt, epoch: int, ts: TrainState, history: dict) -> None:
-        """The history up to `epoch` (history.json beside the step folders; Python's float
-        repr round-trips, so a resumed history is exact), then the orbax checkpoint. The
-        history of the previous save is kept too, so a kill between the two writes still
-        finds the history of the latest checkpoint."""
-        write_epoch_record(ckpt.dir / "history.json", epoch, history, keep=2)
-        ckpt.save(epoch, self._checkpoint_tree(ts))
+    def score(self, preds, target) -> dict:
+        """The compiled loss and metrics, means over the samples: preds, y [n, ...]."""
+        y, _ = target
+        out = {"loss": LOSSES[self.loss](preds, y).mean()}
+        for m in self.metrics:
+            out[m] = _metric(m, self.loss)(preds, y).mean()
+        return out
 
-    def _restore(self, ckpt, ts: TrainState, epoch: int):
-        """(TrainState, history) saved at `epoch`; names what does not match."""
-        like = self._checkpoint_tree(ts)
-        try:
-            got = ckpt.restore(epoch, like)
-        except Exception as err:
-            raise ValueError(
-                f"the checkpoint of epoch {epoch} in {ckpt.dir} does not fit this model ({err}); "
-                "resume with the model and optimizer that wrote it, or use a new checkpoint_dir") from err
-        path = ckpt.dir / "history.json"
-        history = read_epoch_record(path, epoch)
-        if history is None:
-            raise ValueError(f"{path} has no history for epoch {epoch}; the checkpoint was not written by "
-                             "fit, or the file was removed: use a new checkpoint_dir to start over")
-        return TrainState(got["params"], got["opt_state"], got.get("state", ts.state)), history
+    def trainer(self, x, y, *, batch_size: int = 32, shuffle: bool = True, mask=None, seed: int = 0,
+                splits: dict | None = None, score=None):
+        """This model's pure training functions for jaxdl's loop (a Trainer): one epoch is one
+        jitted scan over batches (reshuffled each epoch with key fold_in(PRNGKey(seed), epoch)
+        unless stateful); each split from `split()` is evaluated as predict + score(preds,
+        (y, extra)) -> {metric: scalar} (default: the compiled loss and metrics)."""
+        from jaxdl.train.loop import Trainer
+        data = self._prepare(x, y, batch_size, mask)
+        xb, yb, wb, mb, n = data
+        nb = xb.shape[0]
+        score = score or self.score
+        stateful = self.model.stateful
+
+        def init(key):
+            return dict(self.init(key)._asdict())
+
+        def train_epoch(st, key):
+            params, opt_state, state, per_batch, sums = self._epoch(
+                st["params"], st["opt_state"], st["state"], key, (xb, yb, wb, mb), shuffle)
+            new = {"params": params, "opt_state": opt_state, "state": state if stateful else st["state"]}
+            return new, {"losses": per_batch, "metrics": {k: v / n for k, v in sums.items()}}
+
+        def evaluate(st, split):
+            xs, ms, target = split
+            n_split = target[0].shape[0]
+
+            def body(params, s, x, m):
+                p, s2 = self.model.apply(params, x, s, m)
+                return s2, p
+            _, preds = self._scan_batches("predict", body)(st["params"], st["state"], xs, ms)
+            preds = preds.reshape(-1, *preds.shape[2:])[:n_split]
+            return score(preds, target)
+
+        return Trainer(init, train_epoch, evaluate,
+                       lambda epoch: jax.random.fold_in(jax.random.PRNGKey(seed), epoch),
+                       dict(splits or {}), nb)
 
     def _epoch(self, params, opt_state, state, key, data, shuffle):
         stateful = self.model.stateful      # fit refuses shuffle for stateful models

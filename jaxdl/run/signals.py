@@ -1,0 +1,47 @@
+"""Preemption: SIGTERM, SIGUSR1 and SIGUSR2 ask a run to stop at the next epoch
+boundary. The handler only sets a flag (nothing heavy in a handler); the training
+loop checks it after each epoch, writes a checkpoint, closes the wandb run and exits
+with PREEMPTED_EXIT_CODE. A relaunch on the same run dir resumes bit-identical.
+
+Signals that a cluster scheduler sends before it kills a job: SLURM sends SIGTERM
+(and, with `--signal`, SIGUSR1/SIGUSR2) ahead of the time limit or a preemption.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+PREEMPTED_EXIT_CODE = 75   # EX_TEMPFAIL: "try again later"; the run dir holds a checkpoint to resume
+
+
+class StopFlag:
+    """Installs handlers for STOP_SIGNALS (main thread only) and remembers the first
+    signal received. `requested` is read by the loop; `restore()` puts back the
+    previous handlers."""
+
+    def __init__(self, signals=STOP_SIGNALS):
+        self.received: int | None = None
+        self._previous = {}
+        if threading.current_thread() is not threading.main_thread():
+            return                      # signal handlers can only be set from the main thread
+        for s in signals:
+            self._previous[s] = signal.getsignal(s)
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.received is None:
+            self.received = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.received is not None
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.received).name if self.received is not None else ""
+
+    def restore(self) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+        self._previous = {}

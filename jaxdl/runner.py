@@ -1,0 +1,102 @@
+"""One run of a task from a validated RunSpec: build the task, make its trainer,
+train through the one loop (jaxdl.train.loop), let the task finish its own work
+(`after`), write summary.json and print the closing lines."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxdl.config import RunSpec
+from jaxdl.run.context import RunContext
+from jaxdl.run.verdict import chance_report
+from jaxdl.tasks import builder, call_task
+from jaxdl.train.loop import Trainer, train_loop
+
+
+def make_trainer(task, spec: RunSpec) -> tuple[Trainer, dict]:
+    """The trainer the task asks for, from the model/optim/tbptt/train config; and the
+    summary facts that describe it."""
+    m, o, tb, tr = spec.model.params, spec.optim, spec.tbptt, spec.train
+    kind = task.trainer
+    if kind == "tbptt":
+        from jaxdl.train.tbptt_trainer import tbptt_trainer
+        t = tbptt_trainer(task, seed=spec.seed, hidden=m["hidden"], layers=m.get("layers", 1),
+                          forget_bias=m.get("forget_bias", 1.0), hoist=m.get("hoist"), optimizer=o["name"],
+                          lr=o["lr"], clip=o.get("clip", 0.0), k1=tb["k1"], k2=tb["k2"], reset=tb["reset"],
+                          shuffle=tr.get("shuffle", True))
+        reset = task.reset or tb["reset"]
+        return t, {"tbptt": {"k1": tb["k1"], "k2": tb["k2"], "reset": reset}, "updates_per_epoch": t.steps_per_epoch,
+                   "about": f"TBPTT(k1={tb['k1']}, k2={tb['k2']}), hidden={m['hidden']}",
+                   "desc": f"{task.name} TBPTT({tb['k1']},{tb['k2']})"}
+    if kind == "workflow":
+        c, (x, y, mask) = task.model, task.train
+        splits = {name: c.split(xs, ys, task.batch_size, ms, extra) for name, (xs, ys, ms, extra) in task.splits.items()}
+        t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and not c.model.stateful, mask=mask,
+                      seed=spec.seed, splits=splits, score=task.score)
+        return t, {"updates_per_epoch": t.steps_per_epoch, "about": f"hidden={m['hidden']}", "desc": task.name}
+    if kind == "classify":
+        from jaxdl.train.classifier_trainer import classifier_trainer
+        x_tr, y_tr = task.data["train"]
+        classes = int(max(int(np.max(y)) for _, y in task.data.values())) + 1
+        sizes = [x_tr.shape[1], *m.get("hidden", [300]), classes]
+        t = classifier_trainer(task.data, sizes=sizes, hidden_act=m.get("hidden_act", "sigmoid"),
+                               output_act=m.get("output_act", "sigmoid"), loss=m.get("loss", "half_sse"),
+                               backprop=m.get("backprop", "autodiff"), init=m.get("init", "uniform_0.1"),
+                               optimizer=o["name"], lr=o["lr"], clip=o.get("clip", 0.0),
+                               batch_size=tr.get("batch_size", 32), shuffle=tr.get("shuffle", True), seed=spec.seed)
+        return t, {"sizes": sizes, "updates_per_epoch": t.steps_per_epoch, "about": "-".join(map(str, sizes)),
+                   "desc": task.name}
+    if kind in ("perceptron", "linear"):
+        from jaxdl.classic import perceptron
+        from jaxdl.classic.trainers import rule_trainer
+        act = perceptron.step if kind == "perceptron" else perceptron.identity
+        t = rule_trainer(task.data, m["rate"], act, m.get("rule", "sgd"))
+        return t, {"rule": m.get("rule", "sgd"), "updates_per_epoch": t.steps_per_epoch,
+                   "about": f"{kind} rule, rate {m['rate']}", "desc": task.name}
+    raise ValueError(f"task {task.name!r} asks for an unknown trainer {kind!r}")
+
+
+def epochs_of(task, spec: RunSpec) -> int:
+    """The perceptron and linear unit count passes in model.iterations (the seed's)."""
+    return spec.model.params["iterations"] if task.trainer in ("perceptron", "linear") else spec.train["epochs"]
+
+
+def monitored(task, trainer: Trainer) -> str:
+    """The metric stop-on-rise watches: the headline measured on val when the task holds
+    out a val split (nothing is selected on test), else the headline itself."""
+    split, _, name = task.headline.partition("/")
+    return f"val/{name}" if "val" in trainer.splits else task.headline
+
+
+def run_task(spec: RunSpec, ctx: RunContext) -> dict:
+    """Train spec's task in ctx's run dir; returns the summary (also in summary.json)."""
+    kw = dict(spec.task_params, seed=spec.seed, hidden=spec.model.params.get("hidden"), lr=spec.optim["lr"],
+              batch_size=spec.train.get("batch_size", 32), epochs=spec.train["epochs"])
+    task = call_task(builder(spec.task), spec.data_dir, **kw)
+    trainer, facts = make_trainer(task, spec)
+    tr = spec.train
+    epochs = epochs_of(task, spec)
+    res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=tr["replicas"],
+                     eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
+                     higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=facts.pop("desc"),
+                     show=("train/loss", monitored(task, trainer), task.headline))
+    shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))["params"]
+    num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
+    about = facts.pop("about")
+    done = task.after(res.state, ctx.run_dir) if task.after else {}
+    extra = {"task": task.name, "headline": task.headline, "chance": task.chance, "chance_text": task.chance_text,
+             "higher_is_better": task.higher_is_better, "seed": spec.seed, "replicas": tr["replicas"],
+             "num_params": num_params, "epochs": epochs, "epochs_run": res.epochs_run,
+             "stopped_early_at": res.stopped_early_at, **facts, "wall_time_s": res.wall_time_s,
+             "steps_per_s": res.steps_per_s, "epoch_time_s": res.epoch_time_s,
+             **{k: v for k, v in done.items() if k != "final"}}
+    hib = {task.headline.split("/")[-1]: task.higher_is_better, "accuracy": True, "exact_match": True,
+           "char_accuracy": True}
+    summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
+    print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
+    if tr["replicas"] > 1 and task.headline in summary.get("replica_stats", {}):
+        st = summary["replica_stats"][task.headline]
+        print(f"[jaxdl] {tr['replicas']} replicas: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
+    print(f"[jaxdl] {chance_report(summary)}")
+    print(f"[jaxdl] run dir: {ctx.run_dir}")
+    return summary

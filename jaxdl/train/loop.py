@@ -1,0 +1,216 @@
+"""The one training loop: every task, from the perceptron to the char-LSTM, trains
+through `train_loop`.
+
+The loop owns everything run-level: the member axis (replicas: independent seeds
+trained together by one vmapped, jitted program), resume from the recorder's last
+checkpoint, the epochs and their timing (the first epoch after a (re)start includes
+compilation and is not timed), the progress bar or per-epoch lines, the divergence
+stop naming epoch and step, the evaluation cadence, the stop-on-rise rule, the
+preemption stop at an epoch boundary, checkpoints, and one metrics row per epoch
+handed to the recorder as the epoch ends (metrics.jsonl and wandb for a Hydra run,
+the history of a Keras-style fit).
+
+A trainer supplies pure functions of ONE member and nothing run-level (`Trainer`).
+The loop vmaps them over members; a leading member axis is on every leaf of the
+state it keeps.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxdl.train.errors import Preempted, TrainingDiverged
+
+
+class Trainer(NamedTuple):
+    """What a trainer hands the loop: pure functions of one member.
+
+    init(key) -> state                     a member's state (params, optimizer state, ...)
+    train_epoch(state, inputs) -> (state, {"losses": [S] per update, "metrics": {name: scalar}})
+    evaluate(state, split) -> {name: scalar}
+    epoch_inputs(epoch) -> inputs          what every member reads in that epoch (data, keys);
+                                           host side, so a reshuffle may use numpy
+    splits: {"val": split, "test": split}  evaluated every `eval_every` epochs and at the end
+    steps_per_epoch: updates per epoch of one member
+    announce(epoch, row) -> str | None     a line to print after an evaluation (optional)
+    """
+    init: Callable
+    train_epoch: Callable
+    evaluate: Callable
+    epoch_inputs: Callable
+    splits: dict
+    steps_per_epoch: int
+    announce: Callable | None = None
+
+
+class Recorder(Protocol):
+    """Where the loop's rows and checkpoints go (RunContext for a Hydra run, FitRecorder
+    for a Keras-style fit)."""
+    checkpoint_every: int
+
+    def resume(self, state) -> tuple[Any, int, float]: ...            # (state, start epoch, wall s)
+    def rows(self) -> list[dict]: ...                                  # mean rows logged so far
+    def log(self, row: dict, member_rows: list[dict]) -> None: ...
+    def save_checkpoint(self, epoch: int, state, wall_time_s: float) -> None: ...
+    def last_checkpoint(self) -> int | None: ...                       # its label, for messages
+    def stop_requested(self) -> str | None: ...                        # a signal's name, or None
+
+
+class LoopResult(NamedTuple):
+    state: Any                  # final state, member axis first (none when members is None)
+    per_member: dict            # metric -> [members] values of the last epoch and evaluation
+    epochs_run: int
+    stopped_early_at: int | None
+    wall_time_s: float
+    steps_per_s: float | None   # member-updates per second over the timed epochs
+    epoch_time_s: float | None  # mean seconds per timed epoch
+
+
+def member_keys(seed: int, members: int):
+    """Member r's init key is fold_in(PRNGKey(seed), r): it does not depend on how many
+    members train beside it, so member r of a population equals a run of its own."""
+    return jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(jnp.arange(members))
+
+
+def init_members(trainer: Trainer, seed: int, members: int):
+    return jax.vmap(trainer.init)(member_keys(seed, members))
+
+
+class Progress:
+    """verbose 0: silent; 1: a tqdm bar; 2: one line per epoch (Keras' verbose=2)."""
+
+    def __init__(self, verbose: int, start: int, epochs: int, desc: str, label: Callable[[str], str],
+                 show: tuple | None = None):
+        self.verbose, self.epochs, self.label, self.show = verbose, epochs, label, show
+        self.bar = None
+        if verbose == 1:
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", dynamic_ncols=True)
+
+    def update(self, epoch: int, row: dict, rate: float | None) -> None:
+        shown = {self.label(k): v for k, v in row.items()
+                 if k not in ("epoch", "step") and (self.show is None or k in self.show)}
+        if self.bar is not None:
+            post = {k: f"{v:.4f}" for k, v in shown.items()}
+            if rate:
+                post["upd/s"] = f"{rate:.0f}"
+            self.bar.update(1)
+            self.bar.set_postfix(post)
+        elif self.verbose == 2:
+            print(f"Epoch {epoch}/{self.epochs} - " + " - ".join(f"{k}: {v:.4f}" for k, v in shown.items()))
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line)
+        elif self.verbose:
+            print(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _first_bad(losses) -> int | None:
+    """Index of the first non-finite per-update loss ([members, S] or [S]), or None."""
+    bad = ~np.isfinite(np.asarray(losses))
+    if not bad.any():
+        return None
+    return int(np.nonzero(bad.reshape(-1, bad.shape[-1]).any(0))[0][0])
+
+
+def _means(metrics: dict, prefix: str) -> tuple[dict, dict]:
+    """{name: [M] or scalar} -> (row values: means over members, per-member lists)."""
+    per = {f"{prefix}/{k}": np.atleast_1d(np.asarray(v, np.float64)) for k, v in metrics.items()}
+    return {k: float(v.mean()) for k, v in per.items()}, {k: v.tolist() for k, v in per.items()}
+
+
+def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
+               members: int | None = 1, state=None, eval_every: int = 1,
+               stop_on_rise: str | None = None, higher_is_better: bool = False,
+               verbose: int = 1, desc: str = "train",
+               label: Callable[[str], str] = lambda k: k, show: tuple | None = None) -> LoopResult:
+    """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
+
+    members=None trains one state without a member axis (a Keras-style fit, which
+    passes its own `state`). stop_on_rise names a metric (e.g. "val/error"): training
+    stops after the evaluation where it got worse than at the previous evaluation
+    (the seed's rule; `higher_is_better` gives the direction). `label` renames metrics
+    and `show` picks the metrics the bar or lines show (None: all), for display only."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if state is None:
+        state = init_members(trainer, seed, members or 1)
+    vm = (lambda f, axes: jax.vmap(f, in_axes=axes)) if members is not None else (lambda f, axes: f)
+    run_epoch = jax.jit(vm(trainer.train_epoch, (0, None)))
+    evaluate = jax.jit(vm(trainer.evaluate, (0, None)))
+
+    state, start, wall = run.resume(state)
+    prev = None
+    if stop_on_rise:
+        prev = next((r[stop_on_rise] for r in reversed(run.rows()) if stop_on_rise in r), None)
+    progress = Progress(verbose, start, epochs, desc, label, show)
+    timed_epochs, timed_s = 0, 0.0
+    per_member: dict = {}
+    stopped = None
+    n_members = members or 1
+    epoch = start
+    try:
+        for epoch in range(start, epochs):
+            t0 = time.perf_counter()
+            new_state, out = run_epoch(state, trainer.epoch_inputs(epoch))
+            losses = np.asarray(out["losses"])            # waits for the epoch to finish
+            dt = time.perf_counter() - t0
+            bad = _first_bad(losses)
+            if bad is not None:
+                raise TrainingDiverged(epoch + 1, epoch * trainer.steps_per_epoch + bad + 1, run.last_checkpoint())
+            state = new_state
+            wall += dt
+            if epoch > start:                             # the first epoch after (re)start compiles
+                timed_epochs += 1
+                timed_s += dt
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * trainer.steps_per_epoch}
+            vals, per_member_train = _means(out["metrics"], "train")
+            row.update(vals)
+            per_member.update(per_member_train)
+            evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
+            if evaluated:
+                for split, data in trainer.splits.items():
+                    vals, per = _means(evaluate(state, data), split)
+                    row.update(vals)
+                    per_member.update(per)
+            member_rows = []
+            if members is not None and members > 1:
+                member_rows = [{"epoch": row["epoch"], "step": row["step"], "member": i,
+                                **{k: v[i] for k, v in per_member.items() if k in row}}
+                               for i in range(members)]
+            run.log(row, member_rows)
+            rate = (timed_epochs * trainer.steps_per_epoch * n_members / timed_s) if timed_s else None
+            progress.update(epoch + 1, row, rate)
+            if evaluated and trainer.announce is not None:
+                line = trainer.announce(epoch + 1, row)
+                if line:
+                    progress.write(line)
+            rose = False
+            if evaluated and stop_on_rise and stop_on_rise in row:
+                v = row[stop_on_rise]
+                rose = prev is not None and (v < prev if higher_is_better else v > prev)
+                if rose:
+                    progress.write(f"[jaxdl] {stop_on_rise} got worse ({prev:.4f} -> {v:.4f}): stopping")
+                    stopped = epoch + 1
+                prev = v
+            signal_name = run.stop_requested()
+            if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or signal_name:
+                run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
+            if signal_name:
+                raise Preempted(epoch + 1, signal_name)
+            if rose:
+                break
+    finally:
+        progress.close()
+    return LoopResult(state, per_member, epoch + 1 if epochs > start else start, stopped, wall,
+                      (timed_epochs * trainer.steps_per_epoch * n_members / timed_s) if timed_s else None,
+                      (timed_s / timed_epochs) if timed_epochs else None)
