@@ -37,6 +37,7 @@ class RunSpec:
     seed: int
     data_dir: str
     extra: dict = field(default_factory=dict)
+    population: dict = field(default_factory=dict)   # "optim.lr" -> [values]: see jaxdl.train.population
 
 
 MODELS_FOR_KIND = {"sequence": ("lstm",), "workflow": ("lstm",), "perceptron": ("perceptron",), "linear": ("linear",),
@@ -159,8 +160,45 @@ def parse(cfg: DictConfig | dict) -> RunSpec:
     seed = c.get("seed")
     _need(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
           f"must be a non-negative integer, got {seed!r}")
-    known_top = {"task", "model", "optim", "tbptt", "train", "logger", "seed", "data_dir", "experiment"}
+    population = _check_population(c.get("population") or {}, kind, optim)
+    known_top = {"task", "model", "optim", "tbptt", "train", "logger", "seed", "data_dir", "experiment",
+                 "population"}
     for k in c:
         _need(k in known_top, k, f"is not a config key; known keys: {sorted(known_top)}")
     return RunSpec(name, kind, task, ModelSpec(mname, model), optim, tb, tr, lg, seed,
-                   str(c.get("data_dir", "")))
+                   str(c.get("data_dir", "")), population=population)
+
+
+POPULATION_KINDS = ("sequence", "classify")   # task kinds whose trainers take population values
+
+
+def _check_population(pop: dict, kind: str, optim: dict) -> dict:
+    """population.<group>.<key>: [values] -> {"group.key": [values]} for the keys that are set."""
+    from jaxdl.train.population import KEYS, SHAPE_KEYS
+    _need(isinstance(pop, dict), "population", "must be a mapping like population.optim.lr=[0.001,0.01]")
+    flat = {}
+    for group, keys in pop.items():
+        _need(isinstance(keys, dict), f"population.{group}", "must be a mapping, e.g. population.optim.lr=[...]")
+        for k, v in keys.items():
+            if v is not None:
+                flat[f"{group}.{k}"] = v
+    for key, v in flat.items():
+        _need(key not in SHAPE_KEYS, f"population.{key}",
+              f"changes array shapes, so it cannot vary inside one compiled program; sweep it with Hydra "
+              f"multirun instead: ./launch.sh -m {key}=<a>,<b>")
+        _need(key in KEYS, f"population.{key}", f"cannot take a list; a population varies {list(KEYS)}")
+        _need(isinstance(v, list) and len(v) > 0 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                         for x in v),
+              f"population.{key}", f"must be a non-empty list of numbers, e.g. [0.001,0.01], got {v!r}")
+        if key in ("optim.lr",):
+            _need(all(x > 0 for x in v), f"population.{key}", f"values must be > 0, got {v}")
+        if key in ("optim.clip", "optim.weight_decay"):
+            _need(all(x >= 0 for x in v), f"population.{key}", f"values must be >= 0, got {v}")
+    if flat:
+        _need(kind in POPULATION_KINDS, "population",
+              f"this task's trainer ({kind}) trains one fixed configuration; populations run with the TBPTT "
+              "and classifier tasks (echo, adding, sine, textgen, digits, mnist); sweep with Hydra multirun")
+    if "optim.weight_decay" in flat:
+        _need(optim.get("name") == "adamw", "population.optim.weight_decay",
+              f"only optim=adamw has a weight decay; add optim=adamw (optimizer now: {optim.get('name')})")
+    return flat

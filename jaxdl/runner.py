@@ -10,6 +10,8 @@ from jaxdl.config import RunSpec
 from jaxdl.run.context import RunContext
 from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import builder, call_task
+from jaxdl.run.metrics import final_and_best
+from jaxdl.train import population
 from jaxdl.train.loop import Trainer, train_loop
 
 
@@ -18,12 +20,15 @@ def make_trainer(task, spec: RunSpec) -> tuple[Trainer, dict]:
     summary facts that describe it."""
     m, o, tb, tr = spec.model.params, spec.optim, spec.tbptt, spec.train
     kind = task.trainer
+    # a population varies optimizer values: they become optimizer state (inject_hyperparams)
+    optimizer_values = {"weight_decay": o.get("weight_decay", 0.0),
+                        "injectable": any(k.startswith("optim.") for k in spec.population)}
     if kind == "tbptt":
         from jaxdl.train.tbptt_trainer import tbptt_trainer
         t = tbptt_trainer(task, seed=spec.seed, hidden=m["hidden"], layers=m.get("layers", 1),
                           forget_bias=m.get("forget_bias", 1.0), hoist=m.get("hoist"), optimizer=o["name"],
                           lr=o["lr"], clip=o.get("clip", 0.0), k1=tb["k1"], k2=tb["k2"], reset=tb["reset"],
-                          shuffle=tr.get("shuffle", True))
+                          shuffle=tr.get("shuffle", True), **optimizer_values)
         reset = task.reset or tb["reset"]
         return t, {"tbptt": {"k1": tb["k1"], "k2": tb["k2"], "reset": reset}, "updates_per_epoch": t.steps_per_epoch,
                    "about": f"TBPTT(k1={tb['k1']}, k2={tb['k2']}), hidden={m['hidden']}",
@@ -43,7 +48,8 @@ def make_trainer(task, spec: RunSpec) -> tuple[Trainer, dict]:
                                output_act=m.get("output_act", "sigmoid"), loss=m.get("loss", "half_sse"),
                                backprop=m.get("backprop", "autodiff"), init=m.get("init", "uniform_0.1"),
                                optimizer=o["name"], lr=o["lr"], clip=o.get("clip", 0.0),
-                               batch_size=tr.get("batch_size", 32), shuffle=tr.get("shuffle", True), seed=spec.seed)
+                               batch_size=tr.get("batch_size", 32), shuffle=tr.get("shuffle", True), seed=spec.seed,
+                               **optimizer_values)
         return t, {"sizes": sizes, "updates_per_epoch": t.steps_per_epoch, "about": "-".join(map(str, sizes)),
                    "desc": task.name}
     if kind in ("perceptron", "linear"):
@@ -76,11 +82,13 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
     trainer, facts = make_trainer(task, spec)
     tr = spec.train
     epochs = epochs_of(task, spec)
-    res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=tr["replicas"],
+    hps, replica_of = population.members(spec.population, tr["replicas"])
+    res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=len(hps),
+                     hparams=population.stacked(hps) if spec.population else None, replica_of=replica_of,
                      eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=facts.pop("desc"),
                      show=("train/loss", monitored(task, trainer), task.headline))
-    shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0))["params"]
+    shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
     done = task.after(res.state, ctx.run_dir) if task.after else {}
@@ -92,11 +100,44 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
              **{k: v for k, v in done.items() if k != "final"}}
     hib = {task.headline.split("/")[-1]: task.higher_is_better, "accuracy": True, "exact_match": True,
            "char_accuracy": True}
+    if spec.population:
+        extra["population"] = spec.population
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
+    summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
+                                 **member_records(ctx, task, hps, replica_of, hib)}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
-    if tr["replicas"] > 1 and task.headline in summary.get("replica_stats", {}):
+    if len(hps) > 1 and task.headline in summary.get("replica_stats", {}):
         st = summary["replica_stats"][task.headline]
-        print(f"[jaxdl] {tr['replicas']} replicas: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
+        what = f"{len(hps)} members" if spec.population else f"{tr['replicas']} replicas"
+        print(f"[jaxdl] {what}: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
+    if spec.population:
+        sel = summary["selection"]
+        print(f"[jaxdl] {len(hps)} members; selected on {sel['by']}: member {sel['member']} "
+              f"{sel['hparams']} (replica {sel['replica']}): {sel['by']} {sel['val']:.4f}, "
+              f"{task.headline} {sel['test']:.4f}")
     print(f"[jaxdl] {chance_report(summary)}")
     print(f"[jaxdl] run dir: {ctx.run_dir}")
     return summary
+
+
+def member_records(ctx: RunContext, task, hps: list[dict], replica_of: list[int], hib: dict) -> dict:
+    """summary.json's "members" (each member's population values, replica, final and best
+    metrics, from its rows in metrics.jsonl) and "selection": the member with the best
+    final headline metric on VAL, with its test value. Nothing is selected on test; without
+    a val split there is no selection."""
+    rows = ctx.metrics.read()
+    if len(hps) > 1:
+        per = [final_and_best([{k: v for k, v in r.items() if k != "member"} for r in rows if r.get("member") == i],
+                              hib) for i in range(len(hps))]
+    else:
+        per = [final_and_best(rows, hib)]
+    recs = [{"member": i, "replica": replica_of[i], "hparams": hps[i], "final": f, "best": b}
+            for i, (f, b) in enumerate(per)]
+    by = "val/" + task.headline.partition("/")[2]
+    have = [r for r in recs if by in r["final"]]
+    selection = None
+    if have:
+        pick = (max if task.higher_is_better else min)(have, key=lambda r: r["final"][by])
+        selection = {"by": by, "member": pick["member"], "replica": pick["replica"], "hparams": pick["hparams"],
+                     "val": pick["final"][by], "test": pick["final"].get(task.headline)}
+    return {"members": recs, "selection": selection}

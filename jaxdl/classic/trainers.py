@@ -19,7 +19,7 @@ def rule_trainer(data, rate: float, activation=perceptron.step, rule: str = "sgd
     if rule not in ("sgd", "batch"):
         raise ValueError(f"model.rule must be sgd or batch, got {rule!r}")
 
-    def init(key):
+    def init(key, hp):
         return {"params": perceptron.init(x.shape[1])}
 
     def per_sample_pass(p):

@@ -14,7 +14,7 @@ from jaxdl.classic.backprop import delta_rule_value_and_grad
 from jaxdl.models.mlp import mlp_apply, mlp_init
 from jaxdl.objectives import get_objective
 from jaxdl.train.loop import Trainer
-from jaxdl.train.optim import make_optimizer
+from jaxdl.train.optim import optimizers
 
 
 def encode_targets(labels, classes: int, loss: str, on: float = 0.9, off: float = 0.1):
@@ -47,7 +47,8 @@ def make_epoch(grad_fn, opt, batch_size: int, n: int, shuffle: bool):
 
 def classifier_trainer(data, *, sizes, hidden_act="sigmoid", output_act="sigmoid", loss="half_sse",
                        backprop="autodiff", init="uniform_0.1", optimizer="sgd", lr=0.3, clip=0.0,
-                       batch_size=1, shuffle=True, seed=0, announce=True) -> Trainer:
+                       batch_size=1, shuffle=True, seed=0, announce=True, weight_decay=0.0,
+                       injectable=False) -> Trainer:
     """A Trainer (jaxdl.train.loop) for a feed-forward classifier.
 
     data: {"train": (x [N, n_in], labels [N]), "val": ..., "test": ...} (val optional).
@@ -76,12 +77,12 @@ def classifier_trainer(data, *, sizes, hidden_act="sigmoid", output_act="sigmoid
         raise ValueError(f"model.backprop must be delta or autodiff, got {backprop!r}")
     if batch_size < 1 or batch_size > len(x_tr):
         raise ValueError(f"train.batch_size must be in 1..{len(x_tr)}, got {batch_size}")
-    opt = make_optimizer(optimizer, lr, clip)
+    opt, member_optimizer = optimizers(optimizer, lr, clip, weight_decay, injectable)
     epoch_fn, nb = make_epoch(grad_fn, opt, batch_size, len(x_tr), shuffle)
 
-    def init_state(key):
+    def init_state(key, hp):
         params = mlp_init(key, sizes, init)
-        return {"params": params, "opt_state": opt.init(params)}
+        return {"params": params, "opt_state": (member_optimizer(hp) if injectable else opt).init(params)}
 
     def train_epoch(state, inputs):
         key, x, t = inputs

@@ -29,7 +29,8 @@ from jaxdl.train.errors import Preempted, TrainingDiverged
 class Trainer(NamedTuple):
     """What a trainer hands the loop: pure functions of one member.
 
-    init(key) -> state                     a member's state (params, optimizer state, ...)
+    init(key, hp) -> state                 a member's state (params, optimizer state, ...); hp holds
+                                           the member's population values ({} without one)
     train_epoch(state, inputs) -> (state, {"losses": [S] per update, "metrics": {name: scalar}})
     evaluate(state, split) -> {name: scalar}
     epoch_inputs(epoch) -> inputs          what every member reads in that epoch (data, keys);
@@ -70,14 +71,13 @@ class LoopResult(NamedTuple):
     epoch_time_s: float | None  # mean seconds per timed epoch
 
 
-def member_keys(seed: int, members: int):
-    """Member r's init key is fold_in(PRNGKey(seed), r): it does not depend on how many
-    members train beside it, so member r of a population equals a run of its own."""
-    return jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(jnp.arange(members))
-
-
-def init_members(trainer: Trainer, seed: int, members: int):
-    return jax.vmap(trainer.init)(member_keys(seed, members))
+def init_members(trainer: Trainer, seed: int, members: int, hparams: dict | None = None,
+                 replica_of=None):
+    """The member-stacked initial state. hparams {key: [M]} (jaxdl.train.population);
+    replica_of [M]: the replica (seed index) of each member (default: member i is replica i)."""
+    reps = jnp.arange(members) if replica_of is None else jnp.asarray(replica_of)
+    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(reps)
+    return jax.vmap(trainer.init)(keys, hparams or {})
 
 
 class Progress:
@@ -132,9 +132,13 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                members: int | None = 1, state=None, eval_every: int = 1,
                stop_on_rise: str | None = None, higher_is_better: bool = False,
                verbose: int = 1, desc: str = "train",
-               label: Callable[[str], str] = lambda k: k, show: tuple | None = None) -> LoopResult:
+               label: Callable[[str], str] = lambda k: k, show: tuple | None = None,
+               hparams: dict | None = None, replica_of=None) -> LoopResult:
     """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
 
+    Member r's init key is fold_in(PRNGKey(seed), replica_of[r]) (default r): it does not
+    depend on how many members train beside it, so a member equals a run of its own.
+    hparams {key: [M]} are the members' population values, handed to trainer.init.
     members=None trains one state without a member axis (a Keras-style fit, which
     passes its own `state`). stop_on_rise names a metric (e.g. "val/error"): training
     stops after the evaluation where it got worse than at the previous evaluation
@@ -143,7 +147,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if state is None:
-        state = init_members(trainer, seed, members or 1)
+        state = init_members(trainer, seed, members or 1, hparams, replica_of)
     vm = (lambda f, axes: jax.vmap(f, in_axes=axes)) if members is not None else (lambda f, axes: f)
     run_epoch = jax.jit(vm(trainer.train_epoch, (0, None)))
     evaluate = jax.jit(vm(trainer.evaluate, (0, None)))

@@ -12,7 +12,7 @@ import numpy as np
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
 from jaxdl.tasks.base import SeqTask
-from jaxdl.train.optim import make_optimizer
+from jaxdl.train.optim import optimizers
 from jaxdl.train.loop import Trainer
 from jaxdl.train.tbptt import Batch, make_tbptt
 
@@ -47,15 +47,16 @@ def _shuffle(batches: Batch, rng: np.random.Generator) -> Batch:
 def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int = 1,
                   forget_bias: float = 1.0, optimizer: str = "adam", lr: float = 1e-2, clip: float = 0.0,
                   k1: int = 10, k2: int = 10, reset: str = "epoch", shuffle: bool = True,
-                  hoist: bool | None = None) -> Trainer:
+                  hoist: bool | None = None, weight_decay: float = 0.0, injectable: bool = False) -> Trainer:
     """A Trainer (jaxdl.train.loop) for a sequence task: one member's state is
     {"params", "opt_state", "seq": (carry, tail)}; one epoch is `make_tbptt`'s run_epoch,
     one jitted scan over the updates of all batches; splits are evaluated statefully
     (evaluate_stream). With reset="batch" and shuffle, the independent sequences are
-    reshuffled across batches every epoch (numpy, seeded by (seed, epoch))."""
+    reshuffled across batches every epoch (numpy, seeded by (seed, epoch)). injectable: the
+    optimizer's values are state, so a population's members (hp) each carry their own."""
     reset = task.reset or reset
     objective = get_objective(task.loss)
-    opt = make_optimizer(optimizer, lr, clip)
+    opt, member_optimizer = optimizers(optimizer, lr, clip, weight_decay, injectable)
     if task.token_inputs:
         apply_fn = lambda p, x, c, m: rnn_apply(p, jax.nn.one_hot(x, task.in_dim), c, m, hoist=hoist)
     else:
@@ -65,9 +66,10 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
     first = jax.tree.map(lambda a: jnp.asarray(a[0]), task.train)
     train_static = jax.tree.map(jnp.asarray, task.train)
 
-    def init(key):
-        params = rnn_init(key, task.in_dim, hidden, task.out_dim, layers, forget_bias)
-        return {"params": params, "opt_state": opt.init(params), "seq": eng.fresh_state(params, first)}
+    def init(key, hp):
+        params = rnn_init(key, task.in_dim, hidden, task.out_dim, layers, hp.get("model.forget_bias", forget_bias))
+        opt_m = member_optimizer(hp) if injectable else opt
+        return {"params": params, "opt_state": opt_m.init(params), "seq": eng.fresh_state(params, first)}
 
     def train_epoch(state, data):
         p, o, s, out = eng.run_epoch(state["params"], state["opt_state"], state["seq"], data)

@@ -264,7 +264,7 @@ class Compiled:
         score = score or self.score
         stateful = self.model.stateful
 
-        def init(key):
+        def init(key, hp):
             return dict(self.init(key)._asdict())
 
         def train_epoch(st, key):
