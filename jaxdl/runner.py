@@ -110,7 +110,9 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
         st = summary["replica_stats"][task.headline]
         what = f"{len(hps)} members" if spec.population else f"{tr['replicas']} replicas"
         print(f"[jaxdl] {what}: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
-    if spec.population:
+    if spec.population and getattr(ctx.logger, "member_runs", None):
+        ctx.logger.member_runs(summary["members"], ctx.metrics.read())
+    if spec.population and summary["selection"]:
         sel = summary["selection"]
         print(f"[jaxdl] {len(hps)} members; selected on {sel['by']}: member {sel['member']} "
               f"{sel['hparams']} (replica {sel['replica']}): {sel['by']} {sel['val']:.4f}, "

@@ -74,3 +74,15 @@ def test_bad_populations_are_refused_before_compute(override, key, hint):
 def test_a_population_on_a_fixed_configuration_trainer_is_refused():
     with pytest.raises(ConfigError, match="population.*multirun"):
         parse(compose_cfg(["task=forecast", "population.optim.lr=[0.001,0.01]"]))
+
+
+def test_each_member_is_a_wandb_run_of_the_group(tmp_path):
+    """wandb (offline here) gets one run per member beside the run's own, so its grouping
+    and parallel-coordinates views can compare members."""
+    s, d = run_inprocess(tmp_path, TINY_ECHO + ["train.epochs=1", "train.progress=false", "logger.mode=offline",
+                                                "population.optim.lr=[0.003,0.03]"], "w")
+    runs = sorted(p.name for p in (d / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3
+    main_id = (d / "wandb_id.txt").read_text().strip()
+    assert sorted(r.rsplit("-", 1)[-1] for r in runs if "-m" in r.rsplit("_", 1)[-1]) == ["m0", "m1"]
+    assert all(main_id in r for r in runs)

@@ -17,6 +17,8 @@ class WandbLogger:
         if mode not in MODES:
             raise ValueError(f"logger.mode must be one of {MODES}, got {mode!r}")
         self.run = None
+        self.mode, self.project, self.group, self.name, self.config = mode, project, group, name, config
+        self.run_dir, self.tags = Path(run_dir), list(tags)
         if mode == "disabled":
             return
         import wandb
@@ -42,3 +44,27 @@ class WandbLogger:
         if self.run is not None:
             self.run.finish(exit_code=exit_code)
             self.run = None
+
+    def member_runs(self, members: list[dict], rows: list[dict]) -> None:
+        """One wandb run per population member, grouped under this run: its config is the
+        run's plus the member's population values and replica (so wandb's grouping and
+        parallel-coordinates views compare members), its history the member's rows of
+        metrics.jsonl, its summary the member's final metrics. Written after training."""
+        if self.run is None:
+            return
+        import wandb
+        group = f"{self.group}/{self.name}" if self.group else (self.name or self.run.id)
+        for m in members:
+            i = m["member"]
+            cfg = {**self.config, "member": i, "replica": m["replica"], **m["hparams"]}
+            run = wandb.init(project=self.project, group=group, name=f"{self.name or self.run.id}/member{i}",
+                             dir=str(self.run_dir), mode=self.mode, config=cfg, id=f"{self.run.id}-m{i}",
+                             resume="allow", tags=self.tags + ["member"], reinit="create_new",
+                             settings=wandb.Settings(init_timeout=60, console="off", x_disable_stats=True))
+            for r in rows:
+                if r.get("member") == i:
+                    run.log({k: v for k, v in r.items() if k not in ("step", "member") and v is not None},
+                            step=int(r["step"]))
+            for k, v in m["final"].items():
+                run.summary[f"final/{k}"] = v
+            run.finish()
