@@ -73,7 +73,7 @@ def _int(d: dict, key: str, prefix: str, lo: int = 1) -> int:
     return v
 
 
-ZERO_MEANS_ALL = ("limit", "max_chars")   # task integers where 0 means "no limit"
+ZERO_MEANS_ALL = ("limit", "max_chars", "val_length", "val_size")   # task integers where 0 means "none" or "no limit"
 
 
 def _check_task_params(fn, params: dict, name: str) -> dict:
