@@ -14,6 +14,14 @@ and against central finite differences in tests/.
 
 An optional mask [T, B] holds the state where it is 0 (padding, TBPTT windows
 that begin before the stream): h_t = h_{t-1}, c_t = c_{t-1} there.
+
+compute_dtype=bfloat16 (mixed precision): every matmul, forward and backward, takes
+bf16 inputs and accumulates in float32 (`preferred_element_type`); the parameters
+(master weights), the gate math, the cell state, the carry and all gradients stay
+float32. compute_dtype=None or float32 is the plain float32 (or float64) path.
+
+remat="sqrt" (or a segment length) recomputes activations in the backward pass
+instead of storing them: jaxdl.models.remat, memory O(sqrt(T)) in place of O(T).
 """
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxdl.models.remat import remat_scan, segment_length
 
 
 class LSTMParams(NamedTuple):
@@ -51,21 +61,50 @@ def zero_carry(batch: int, hidden: int, dtype=jnp.float32):
     return (z, z)
 
 
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+def compute_dtype_of(name):
+    """'float32' | 'bfloat16' | a dtype | None -> the matmul input dtype, or None for
+    no casting (float32 means no casting: the parameters' own dtype is used)."""
+    if name is None:
+        return None
+    d = jnp.dtype(name)
+    if d == jnp.float32:
+        return None
+    if d != jnp.bfloat16:
+        raise ValueError(f"compute dtype must be one of {COMPUTE_DTYPES}, got {name!r} "
+                         "(set model.dtype=float32 or model.dtype=bfloat16)")
+    return d
+
+
+def matmul(a, w, cd):
+    """a [..., K] @ w [K, N]. cd None: in the operands' dtype; cd bf16: bf16 inputs,
+    accumulated and returned in float32 (float64 where a is float64)."""
+    if cd is None:
+        return a @ w
+    acc = jnp.result_type(a.dtype, jnp.float32)
+    return jnp.matmul(a.astype(cd), w.astype(cd), preferred_element_type=acc)
+
+
 def _gates(z):
     """Pre-activations [..., 4H] -> activations i, f, g, o (each [..., H])."""
     i, f, g, o = jnp.split(z, 4, axis=-1)
     return jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
 
 
-def lstm_scan_reference(params: LSTMParams, xs, carry, mask=None):
+def lstm_scan_reference(params: LSTMParams, xs, carry, mask=None, compute_dtype=None):
     """The same recurrence written plainly, differentiated by autodiff.
 
     xs [T, B, D], carry ((h0, c0) each [B, H]), mask [T, B] or None
-    -> (hs [T, B, H], (hT, cT)). Used as the oracle in tests and benchmarks."""
+    -> (hs [T, B, H], (hT, cT)). Used as the oracle in tests and benchmarks.
+    compute_dtype casts the matmul inputs as lstm_scan does."""
+    cd = compute_dtype_of(compute_dtype)
+
     def step(hc, inp):
         h, c = hc
         x, m = inp
-        i, f, g, o = _gates(x @ params.wx + h @ params.wh + params.b)
+        i, f, g, o = _gates(matmul(x, params.wx, cd) + matmul(h, params.wh, cd) + params.b)
         c2 = f * c + i * g
         h2 = o * jnp.tanh(c2)
         if m is not None:
@@ -76,18 +115,20 @@ def lstm_scan_reference(params: LSTMParams, xs, carry, mask=None):
     return hs, carry
 
 
-def _forward(params, xs, h0, c0, mask, hoist):
+def _forward(params, xs, h0, c0, mask, hoist, cd):
     """Forward scan; returns outputs, final carry and what the backward pass needs."""
     T, B, _ = xs.shape
+    # weights cast once, outside the loop (no-op without a compute dtype)
+    wx, wh = (params.wx, params.wh) if cd is None else (params.wx.astype(cd), params.wh.astype(cd))
     if hoist:  # one [T*B, D] @ [D, 4H] matmul outside the loop
-        xz = (xs.reshape(T * B, -1) @ params.wx + params.b).reshape(T, B, -1)
+        xz = (matmul(xs.reshape(T * B, -1), wx, cd) + params.b).reshape(T, B, -1)
     else:
         xz = xs
 
     def step(hc, inp):
         h, c = hc
         x, m = inp
-        z = (x if hoist else x @ params.wx + params.b) + h @ params.wh
+        z = (x if hoist else matmul(x, wx, cd) + params.b) + matmul(h, wh, cd)
         i, f, g, o = _gates(z)
         c2 = f * c + i * g
         h2 = o * jnp.tanh(c2)
@@ -101,24 +142,24 @@ def _forward(params, xs, h0, c0, mask, hoist):
     return hs, (hT, cT), (cs, acts)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(5,))
-def _lstm_core(params, xs, h0, c0, mask, hoist):
-    hs, carry, _ = _forward(params, xs, h0, c0, mask, hoist)
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _lstm_core(params, xs, h0, c0, mask, hoist, cd):
+    hs, carry, _ = _forward(params, xs, h0, c0, mask, hoist, cd)
     return hs, carry
 
 
-def _lstm_fwd(params, xs, h0, c0, mask, hoist):
-    hs, carry, (cs, acts) = _forward(params, xs, h0, c0, mask, hoist)
+def _lstm_fwd(params, xs, h0, c0, mask, hoist, cd):
+    hs, carry, (cs, acts) = _forward(params, xs, h0, c0, mask, hoist, cd)
     return (hs, carry), (params, xs, h0, c0, mask, hs, cs, acts)
 
 
-def _lstm_bwd(hoist, res, cot):
+def _lstm_bwd(hoist, cd, res, cot):
     params, xs, h0, c0, mask, hs, cs, acts = res
     dhs, (dhT, dcT) = cot
     T, B, D = xs.shape
     H = h0.shape[-1]
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)       # [T, B, H]
-    wh_t = params.wh.T                                            # [4H, H], materialised once
+    wh_t = params.wh.T if cd is None else params.wh.T.astype(cd)  # [4H, H], materialised once
 
     def step(dhc, inp):
         dh, dc = dhc
@@ -132,7 +173,7 @@ def _lstm_bwd(hoist, res, cot):
             dc_tot * i * (1.0 - g * g),      # d z_g
             dh * tc * o * (1.0 - o),         # d z_o
         ], axis=-1)
-        dh_prev = dz @ wh_t
+        dh_prev = matmul(dz, wh_t, cd)
         dc_prev = dc_tot * f
         if m is not None:  # a held step passes (dh, dc) straight through
             mm = m[:, None]
@@ -145,10 +186,10 @@ def _lstm_bwd(hoist, res, cot):
     dz2 = dzs.reshape(T * B, 4 * H)
     x2 = xs.reshape(T * B, D)
     h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * B, H)
-    dwx = x2.T @ dz2
-    dwh = h_prev.T @ dz2
+    dwx = matmul(x2.T, dz2, cd)
+    dwh = matmul(h_prev.T, dz2, cd)
     db = dz2.sum(axis=0)
-    dxs = (dz2 @ params.wx.T).reshape(T, B, D)
+    dxs = matmul(dz2, params.wx.T, cd).reshape(T, B, D).astype(xs.dtype)
     dmask = None if mask is None else jnp.zeros_like(mask)
     return LSTMParams(dwx, dwh, db), dxs, dh0, dc0, dmask
 
@@ -162,11 +203,15 @@ def default_hoist() -> bool:
     return jax.default_backend() != "cpu"
 
 
-def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = None):
+def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = None,
+              compute_dtype=None, remat=None):
     """Run one LSTM layer over time.
 
     params: LSTMParams; xs [T, B, D] (time-major); carry (h0, c0) each [B, H];
-    mask [T, B] (1 = real step, 0 = hold state) or None.
+    mask [T, B] (1 = real step, 0 = hold state) or None;
+    hoist: the input projection outside the loop (None: default_hoist());
+    compute_dtype: None | "float32" | "bfloat16" (bf16 matmul inputs, f32 accumulation);
+    remat: None | "none" | "sqrt" | a segment length (jaxdl.models.remat).
     Returns (hs [T, B, H], (hT, cT)). Differentiable in params, xs and carry.
     """
     if xs.ndim != 3:
@@ -180,8 +225,15 @@ def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = Non
         raise ValueError(
             f"state has shape {h0.shape} but the batch needs {(xs.shape[1], params.wh.shape[0])}; "
             "a stateful model keeps its batch size: use the batch size it was built with or reset the state")
+    cd = compute_dtype_of(compute_dtype)
     if mask is not None:
-        mask = mask.astype(xs.dtype)
+        mask = mask.astype(h0.dtype)
     if hoist is None:
         hoist = default_hoist()
-    return _lstm_core(params, xs, h0, c0, mask, bool(hoist))
+    seg = segment_length(xs.shape[0], remat)
+    if seg is None:
+        return _lstm_core(params, xs, h0, c0, mask, bool(hoist), cd)
+
+    def segment(c, x, m):
+        return _lstm_core(params, x, c[0], c[1], m, bool(hoist), cd)
+    return remat_scan(segment, (h0, c0), xs, mask, seg)

@@ -4,19 +4,31 @@ trainers use. Pure functions; carry is a tuple of (h, c) per layer.
     rnn_init(key, in_dim, hidden, out_dim, layers) -> params
     rnn_apply(params, xs [T, B, D], carry, mask [T, B] | None) -> (ys [T, B, O], carry)
     rnn_apply_last(params, xs, carry, mask) -> (y [B, O], carry)   readout on the last step only
+
+Every apply takes the same keywords (model.hoist, model.dtype, model.remat in the config):
+    hoist          None (auto) | bool: the input projection outside the time loop
+    compute_dtype  None | "float32" | "bfloat16": bf16 matmul inputs with float32
+                   accumulation (readout included); params, cell state, outputs stay float32
+    remat          None | "none" | "sqrt" | a segment length: the whole stack (and the
+                   readout) runs in checkpointed segments of time, recomputed in the
+                   backward pass (jaxdl.models.remat): memory O(sqrt(T)) instead of O(T)
 """
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 
 from jaxdl.models.dense import dense_apply, dense_init
-from jaxdl.models.lstm import lstm_init, lstm_scan, zero_carry
+from jaxdl.models.lstm import compute_dtype_of, lstm_init, lstm_scan, matmul, zero_carry
+from jaxdl.models.remat import remat_scan, segment_length
 
 
 def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1,
              forget_bias: float = 1.0, dtype=jnp.float32):
-    """Params {"lstm": [LSTMParams per layer], "readout": dense params}."""
+    """Params {"lstm": [LSTMParams per layer], "readout": dense params}. `dtype` is the
+    parameters' (master weights') dtype; the compute dtype is an apply argument."""
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
     keys = jax.random.split(key, layers + 1)
@@ -30,24 +42,67 @@ def rnn_carry(params, batch: int):
     return tuple(zero_carry(batch, p.wh.shape[0], p.wh.dtype) for p in params["lstm"])
 
 
-def rnn_features(params, xs, carry, mask=None, hoist=None):
-    """Top LSTM layer's hidden states hs [T, B, H] and the new carry."""
+@partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _mixed_dense(h, w, b, cd):
+    """h [N, H] @ w [H, O] + b with bf16 matmul inputs and f32 accumulation, whose
+    backward products are bf16-input too (autodiff would mix f32 cotangents with bf16
+    operands, which runs as an f32 matmul)."""
+    return matmul(h, w, cd) + b
+
+
+def _mixed_dense_fwd(h, w, b, cd):
+    return _mixed_dense(h, w, b, cd), (h, w)
+
+
+def _mixed_dense_bwd(cd, res, dy):
+    h, w = res
+    return matmul(dy, w.T, cd).astype(h.dtype), matmul(h.T, dy, cd), dy.sum(axis=0)
+
+
+_mixed_dense.defvjp(_mixed_dense_fwd, _mixed_dense_bwd)
+
+
+def _readout(params, hs, compute_dtype):
+    """Dense readout hs [..., H] -> [..., O] (bf16 inputs, f32 accumulation if asked)."""
+    cd = compute_dtype_of(compute_dtype)
+    if cd is None:
+        return dense_apply(params["readout"], hs)
+    lead = hs.shape[:-1]
+    y = _mixed_dense(hs.reshape(-1, hs.shape[-1]), params["readout"]["w"], params["readout"]["b"], cd)
+    return y.reshape(*lead, -1)
+
+
+def _stack(params, xs, carry, mask, hoist, compute_dtype):
     new = []
     h = xs
     for p, c in zip(params["lstm"], carry):
-        h, c2 = lstm_scan(p, h, c, mask, hoist)
+        h, c2 = lstm_scan(p, h, c, mask, hoist, compute_dtype)
         new.append(c2)
     return h, tuple(new)
 
 
-def rnn_apply(params, xs, carry, mask=None, hoist=None):
+def rnn_features(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
+    """Top LSTM layer's hidden states hs [T, B, H] and the new carry."""
+    S = segment_length(xs.shape[0], remat)
+    if S is None:
+        return _stack(params, xs, carry, mask, hoist, compute_dtype)
+    return remat_scan(lambda c, x, m: _stack(params, x, c, m, hoist, compute_dtype), carry, xs, mask, S)
+
+
+def rnn_apply(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
     """Readout on every step: xs [T, B, D] -> ys [T, B, O], carry."""
-    hs, carry = rnn_features(params, xs, carry, mask, hoist)
-    return dense_apply(params["readout"], hs), carry
+    S = segment_length(xs.shape[0], remat)
+
+    def run(c, x, m):
+        hs, c = _stack(params, x, c, m, hoist, compute_dtype)
+        return _readout(params, hs, compute_dtype), c
+    if S is None:
+        return run(carry, xs, mask)
+    return remat_scan(run, carry, xs, mask, S)
 
 
-def rnn_apply_last(params, xs, carry, mask=None, hoist=None):
+def rnn_apply_last(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
     """Readout on the last step only (sequence classification): xs [T, B, D] -> y [B, O].
     With a mask, "last" is the state after each sequence's last real step (held state)."""
-    _, carry = rnn_features(params, xs, carry, mask, hoist)
-    return dense_apply(params["readout"], carry[-1][0]), carry
+    _, carry = rnn_features(params, xs, carry, mask, hoist, compute_dtype, remat)
+    return _readout(params, carry[-1][0], compute_dtype), carry
