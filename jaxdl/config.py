@@ -43,7 +43,8 @@ class RunSpec:
 MODELS_FOR_KIND = {"sequence": ("lstm",), "workflow": ("lstm",), "perceptron": ("perceptron",), "linear": ("linear",),
                    "classify": ("mlp",)}
 MODEL_KEYS = {
-    "lstm": {"hidden": int, "layers": int, "forget_bias": float, "hoist": (bool, type(None))},
+    "lstm": {"hidden": int, "layers": int, "forget_bias": float, "hoist": (bool, type(None)),
+             "dtype": ("float32", "bfloat16"), "remat": ("none", "sqrt")},
     "perceptron": {"iterations": int, "rate": float},
     "linear": {"rule": ("sgd", "batch"), "iterations": int, "rate": float},
     "mlp": {"hidden": list, "hidden_act": ("sigmoid", "relu", "tanh"), "output_act": ("sigmoid", "none"),
