@@ -3,13 +3,15 @@ wandb. Trainers take a RunContext and never see Hydra."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from jaxdl.run.checkpoint import Checkpointer
+from jaxdl.run.checkpoint import Checkpointer, CheckpointMismatch
+from jaxdl.run.lock import RunLock, lock_run_dir
 from jaxdl.run.records import read_epoch_record, write_epoch_record
 from jaxdl.run.metrics import MetricsLog, final_and_best
 
@@ -23,12 +25,18 @@ class RunContext:
     stop_flag: object | None = None       # jaxdl.run.signals.StopFlag: preemption requests
     metrics: MetricsLog = field(init=False)
     ckpt: Checkpointer = field(init=False)
+    lock: RunLock = field(init=False)
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
-        self.ckpt = Checkpointer(self.run_dir / "checkpoints")
+        self.lock = lock_run_dir(self.run_dir)     # one writer per run dir: RunDirBusy names the other
+        try:
+            self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+            self.ckpt = Checkpointer(self.run_dir / "checkpoints")
+        except BaseException:
+            self.lock.release()
+            raise
 
     def log(self, row: dict, member_rows: list[dict] = ()) -> None:
         """One epoch: its row (means over members) and, with several members, one row per
@@ -80,17 +88,19 @@ class RunContext:
         write_epoch_record(self.run_dir / "progress.json", epoch, progress)
 
     def resume(self, state) -> tuple[object, int, float]:
-        """(state, start_epoch, wall_time_s): restored from the latest checkpoint if
-        there is one (metrics logged after it are dropped), else as given."""
-        last = self.ckpt.latest_epoch()
-        if last is None:
-            return state, 0, 0.0
+        """(state, start_epoch, wall_time_s): restored from the newest readable checkpoint
+        if there is one (metrics logged after it are dropped; newer ones that cannot be read
+        are moved to checkpoints/damaged/, named on stderr), else as given."""
         try:
-            state = self.ckpt.restore(last, state)
-        except ValueError as err:
+            state, last, moved = self.ckpt.restore_newest(state)
+        except CheckpointMismatch as err:
             raise ValueError(
                 f"{self.run_dir} holds checkpoints of another model or optimizer, so this run cannot resume "
                 f"from it ({err}); rerun with the overrides that wrote it, or pick a new hydra.run.dir") from err
+        for epoch, why, dest in moved:
+            print(f"[jaxdl] warning: {why}; moved it to {dest} and resuming from epoch {last}", file=sys.stderr)
+        if last is None:
+            return state, 0, 0.0
         self.metrics.truncate_after(last)
         print(f"[jaxdl] resumed from {self.ckpt.dir} at epoch {last}")
         return state, last, self.read_progress(last).get("wall_time_s", 0.0)
@@ -99,4 +109,7 @@ class RunContext:
         return read_epoch_record(self.run_dir / "progress.json", epoch) or {}
 
     def close(self) -> None:
-        self.ckpt.close()
+        try:
+            self.ckpt.close()
+        finally:
+            self.lock.release()
