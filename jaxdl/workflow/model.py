@@ -336,15 +336,10 @@ class Compiled:
         return f
 
     def evaluate(self, ts: TrainState, x, y, batch_size: int = 32, mask=None) -> dict:
-        """Loss and metrics over (x, y), weighted per sample. Starts from ts.state
-        for stateful models (call reset_states before if the state should not carry)."""
-        xb, yb, wb, mb, n = self._prepare(x, y, batch_size, mask)
-
-        def body(params, st, x, y, w, m):
-            out, st2 = self._per_sample(params, x, y, st, m)
-            return st2, {k: (v * w).sum() for k, v in out.items()}
-        _, sums = self._scan_batches("eval", body)(ts.params, ts.state, xb, yb, wb, mb)
-        return {k: float(v.sum()) / n for k, v in sums.items()}
+        """Loss and metrics over (x, y), means over the samples (`score` of `predict`). Starts
+        from ts.state for stateful models (call reset_states before if it should not carry)."""
+        preds = jnp.asarray(self.predict(ts, x, batch_size, mask))
+        return {k: float(v) for k, v in self.score(preds, (jnp.asarray(y), None)).items()}
 
     def predict(self, ts: TrainState, x, batch_size: int = 32, mask=None, return_state: bool = False):
         """Model outputs for x (batch-major). With return_state, also the TrainState
