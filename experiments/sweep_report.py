@@ -1,44 +1,36 @@
-"""A markdown table of a sweep, read from its run directories only (no wandb needed).
+"""A markdown table of a sweep, read from its run directories only (no wandb needed); the
+table and the selection are jaxdl.report's (`python -m jaxdl.report DIR` also draws the
+figures and writes report.md).
 
     ./launch.sh py experiments/sweep_report.py multirun/<date_time> [--metric test/accuracy]
 
-One row per distinct override set (seed= overrides are pooled: mean +- std over seeds),
-columns: the overrides, the number of runs, the final and best value of the metric
-(default: each run's headline metric), wall time.
+One row per config (the override set without seed=, pooled over seeds and replicas; a
+population's members split by their values), with n and the mean, std and 95% interval of
+the val and the test metric (default: the runs' headline); the config selected on val is
+marked.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-from collections import defaultdict
 from pathlib import Path
 
-import yaml
+from jaxdl.report.build import from_groups
+from jaxdl.report.collect import collect as collect_runs
+from jaxdl.report.markdown import config_table, selection_text
 
 
 def collect(sweep_dir: Path, metric: str | None):
-    groups = defaultdict(list)
-    for d in sorted(p for p in Path(sweep_dir).iterdir() if (p / "summary.json").exists()):
-        s = json.loads((d / "summary.json").read_text())
-        ov = yaml.safe_load((d / ".hydra" / "overrides.yaml").read_text()) or []
-        key = tuple(o for o in ov if not o.startswith("seed=") and not o.startswith("hydra."))
-        m = metric or s.get("headline") or "train/loss"
-        groups[key].append((s["final"].get(m), s["best"].get(m), s.get("wall_time_s"), m))
+    """{config: [members]} of the runs under sweep_dir; a config is a tuple of (key, value)
+    overrides without seed=. `metric` must exist in the runs (None: their headline)."""
+    groups, _ = collect_runs([sweep_dir])
+    if metric is not None and not any(metric in m.final for ms in groups.values() for m in ms):
+        raise SystemExit(f"no run under {sweep_dir} has a final {metric!r}")
     return groups
 
 
-def table(groups) -> str:
-    fmt = lambda xs: (f"{statistics.mean(xs):.4f}" + (f" ± {statistics.stdev(xs):.4f}" if len(xs) > 1 else "")
-                      if xs else "-")
-    lines = ["| overrides | metric | runs | final | best | wall s |", "|---|---|---|---|---|---|"]
-    for key, rows in sorted(groups.items()):
-        fin = [r[0] for r in rows if r[0] is not None]
-        best = [r[1] for r in rows if r[1] is not None]
-        wall = [r[2] for r in rows if r[2] is not None]
-        lines.append(f"| {' '.join(key) or '(defaults)'} | {rows[0][3]} | {len(rows)} | {fmt(fin)} | "
-                     f"{fmt(best)} | {statistics.mean(wall):.1f} |")
-    return "\n".join(lines)
+def table(groups, metric: str | None = None) -> str:
+    """Two header lines, then one row per config (each row names the metric)."""
+    return config_table(from_groups(groups, metric), metric_column=True)
 
 
 def main(argv=None):
@@ -49,7 +41,8 @@ def main(argv=None):
     groups = collect(Path(a.sweep_dir), a.metric)
     if not groups:
         raise SystemExit(f"no run directories with summary.json under {a.sweep_dir}")
-    out = table(groups)
+    rep = from_groups(groups, a.metric, [a.sweep_dir])
+    out = config_table(rep, metric_column=True) + "\n\nSelected: " + selection_text(rep)
     print(out)
     return out
 
