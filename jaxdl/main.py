@@ -39,7 +39,8 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
     exit_code = 1
     try:
         ctx = RunContext(run_dir, None, spec.train["checkpoint_every"], spec.train.get("progress", True), stop)
-        logger = ctx.logger = WandbLogger(run_dir, spec.logger["mode"], spec.logger.get("project", "jaxdl"),
+        mode = spec.logger["mode"] if ctx.primary else "disabled"    # one wandb run: process 0's
+        logger = ctx.logger = WandbLogger(run_dir, mode, spec.logger.get("project", "jaxdl"),
                                           spec.logger.get("group") or group, name, resolved,
                                           tags=spec.logger.get("tags") or ())
         summary = run_task(spec, ctx)
@@ -50,7 +51,7 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
             ctx.close()
         if logger is not None:
             logger.finish(exit_code)
-        stop.restore()
+        stop.hand_on()      # a scheduler's own handler (submitit: requeue) runs after our checkpoint
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -65,6 +66,17 @@ def main(cfg: DictConfig) -> None:
     import logging
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notices
     run_dir = Path(HydraConfig.get().runtime.output_dir)
+    from jaxdl.run.mesh import MeshError, init_distributed, resolve_mesh, same_on_all_processes
+    try:
+        init_distributed(spec.dist)        # several processes: before any other JAX use
+        import jax
+        m = spec.mesh                      # devices known now: -1 resolved, the mesh checked
+        resolve_mesh(m["replica"], m["data"], jax.device_count(), jax.process_count(), m["members"], m["streams"])
+        same_on_all_processes(str(run_dir.absolute()), "the run dir",
+                              "set hydra.run.dir=<a directory every process sees> on all of them")
+    except MeshError as e:
+        print(f"[jaxdl] config error: {e}", file=sys.stderr)
+        sys.exit(2)
     group, name = _group_and_name()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     try:

@@ -243,8 +243,6 @@ def test_submitit_local_sweep_runs_each_job_in_a_process_of_its_own(tmp_path):
     assert len(pids) == 2 and str(os.getpid()) not in pids
 
 
-@pytest.mark.xfail(strict=True, reason="needs the preemption stop to hand SIGUSR2 on to submitit's handler "
-                   "once the checkpoint is written (issue 9; see README 'Scaling out')")
 def test_preempted_submitit_job_is_requeued_and_resumes_from_its_run_dir(tmp_path):
     sweep = tmp_path / "sweep"
     launcher = subprocess.Popen(

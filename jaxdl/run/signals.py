@@ -45,3 +45,14 @@ class StopFlag:
         for s, h in self._previous.items():
             signal.signal(s, h)
         self._previous = {}
+
+    def hand_on(self) -> None:
+        """Once the run has checkpointed and closed: restore the previous handlers and, if a
+        stop signal arrived and the handler before ours was a Python function, call it now.
+        Under Hydra's submitit launcher that is submitit's SIGUSR2 handler, which requeues
+        the job (`scontrol requeue`, or a local restart) and exits; the requeued job resumes
+        from the run dir. Its SystemExit is left to propagate."""
+        prev = self._previous.get(self.received) if self.received is not None else None
+        self.restore()
+        if callable(prev) and prev is not signal.default_int_handler:
+            prev(self.received, None)
