@@ -240,7 +240,7 @@ def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
     import torch
     import torch.nn.functional as F
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
     cfg, (xs, ys, ws), (xt, yt, wt), V, source = load(workload, seed, text_chars, smoke)
@@ -292,11 +292,18 @@ def main(argv=None):
     ap.add_argument("--remat", default="none", help="jaxdl model.remat")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (tests)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="pin each worker to this many cores (both peers; torch.set_num_threads too); "
+                         "0: each library's default, all cores")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     remat = None if a.remat == "none" else a.remat
     if a.worker:
+        if int(os.environ.get("BENCH_THREADS", 0)):   # before jax/torch start their thread pools
+            n = int(os.environ["BENCH_THREADS"])
+            os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n])
+            os.environ["OMP_NUM_THREADS"] = str(n)
         peer, workload = a.worker.split(":")
         cfg = {**WORKLOADS[workload], **(SMOKE[workload] if a.smoke else {})}
         r = PEERS[peer](workload, a.epochs or cfg["epochs"], a.seed, a.replicas, a.text_chars, a.dtype, remat,
@@ -305,10 +312,13 @@ def main(argv=None):
         return r
     import importlib.util
     a.peers = [p for p in a.peers if importlib.util.find_spec({"jaxdl": "jax"}.get(p, p))]
+    if a.threads:   # inherited by the workers, which pin themselves to that many cores
+        os.environ["BENCH_THREADS"] = str(a.threads)
     print(f"TBPTT workloads, {a.rounds} round(s), a fresh process per peer and round; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
-          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; jaxdl dtype={a.dtype} "
+          f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; threads={a.threads or 'default'}; "
+          f"jaxdl dtype={a.dtype} "
           f"remat={a.remat} replicas={a.replicas}")
     results = {}
     for wl in a.workloads:
