@@ -38,6 +38,10 @@ class RunSpec:
     data_dir: str
     extra: dict = field(default_factory=dict)
     population: dict = field(default_factory=dict)   # "optim.lr" -> [values]: see jaxdl.train.population
+    # device mesh (jaxdl.run.mesh): {"replica", "data"} (-1: the devices left, resolved by the entry
+    # point once the devices are known), "members" and "streams" (the counts they must divide)
+    mesh: dict = field(default_factory=lambda: {"replica": 1, "data": 1, "members": 1, "streams": None})
+    dist: dict = field(default_factory=dict)         # jax.distributed: coordinator, num_processes, process_id
 
 
 MODELS_FOR_KIND = {"sequence": ("lstm",), "workflow": ("lstm",), "perceptron": ("perceptron",), "linear": ("linear",),
@@ -162,12 +166,63 @@ def parse(cfg: DictConfig | dict) -> RunSpec:
     _need(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
           f"must be a non-negative integer, got {seed!r}")
     population = _check_population(c.get("population") or {}, kind, optim)
+    mesh = _check_mesh(c.get("mesh") or {}, kind, fn, task, tr.get("replicas", 1), population)
+    dist = _check_dist(c.get("dist") or {})
     known_top = {"task", "model", "optim", "tbptt", "train", "logger", "seed", "data_dir", "experiment",
-                 "population"}
+                 "population", "mesh", "dist"}
     for k in c:
         _need(k in known_top, k, f"is not a config key; known keys: {sorted(known_top)}")
     return RunSpec(name, kind, task, ModelSpec(mname, model), optim, tb, tr, lg, seed,
-                   str(c.get("data_dir", "")), population=population)
+                   str(c.get("data_dir", "")), population=population, mesh=mesh, dist=dist)
+
+
+STREAM_KEYS = ("streams", "batch")   # the parameter of a TBPTT task that is its batches' B (split along mesh.data)
+
+
+def _check_mesh(mesh: dict, kind: str, fn, task: dict, replicas: int, population: dict) -> dict:
+    """mesh.replica / mesh.data -> {"replica", "data", "members", "streams"}; the checks that
+    need no devices (jaxdl.run.mesh.check_mesh). The entry point resolves -1 against the
+    devices after jax.distributed is set up."""
+    from jaxdl.run.mesh import MeshError, check_mesh
+    _need(isinstance(mesh, dict), "mesh", "must be a mapping like mesh.replica=4 mesh.data=1")
+    for k in mesh:
+        _need(k in ("replica", "data"), f"mesh.{k}", "is not a mesh setting; the mesh has replica and data")
+    members = replicas
+    for values in population.values():
+        members *= len(values)
+    streams = None
+    if kind == "sequence":
+        params = inspect.signature(fn).parameters
+        key = next((k for k in STREAM_KEYS if k in params), None)
+        streams = task.get(key, params[key].default) if key else None
+    out = {"replica": mesh.get("replica", 1), "data": mesh.get("data", 1), "members": members, "streams": streams}
+    try:
+        check_mesh(out["replica"], out["data"], members, streams)
+    except MeshError as err:
+        raise ConfigError(str(err)) from None
+    return out
+
+
+def _check_dist(dist: dict) -> dict:
+    """dist.coordinator (host:port of process 0), dist.num_processes, dist.process_id: all
+    three or none (none: one process, or what SLURM / a TPU pod says)."""
+    _need(isinstance(dist, dict), "dist", "must be a mapping like dist.coordinator=host:port")
+    for k in dist:
+        _need(k in ("coordinator", "num_processes", "process_id"), f"dist.{k}",
+              "is not a dist setting; dist has coordinator, num_processes and process_id")
+    coord, n, pid = dist.get("coordinator"), dist.get("num_processes"), dist.get("process_id")
+    if coord is None and n is None and pid is None:
+        return {}
+    _need(coord is not None, "dist.coordinator",
+          "is needed with dist.num_processes/dist.process_id: the host:port of process 0, e.g. localhost:12355")
+    host, _, port = str(coord).rpartition(":")
+    _need(bool(host) and port.isdigit() and 0 < int(port) < 65536, "dist.coordinator",
+          f"must be host:port (e.g. localhost:12355), got {coord!r}")
+    _need(isinstance(n, int) and not isinstance(n, bool) and n >= 1, "dist.num_processes",
+          f"must be an integer >= 1 with dist.coordinator, got {n!r}")
+    _need(isinstance(pid, int) and not isinstance(pid, bool) and 0 <= pid < n, "dist.process_id",
+          f"must be an integer in 0..{n - 1} (dist.num_processes={n}), got {pid!r}")
+    return {"coordinator": str(coord), "num_processes": n, "process_id": pid}
 
 
 POPULATION_KINDS = ("sequence", "classify")   # task kinds whose trainers take population values

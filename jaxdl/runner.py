@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxdl.config import RunSpec
 from jaxdl.run.context import RunContext
+from jaxdl.run.mesh import placement_for
 from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import builder, call_task
 from jaxdl.run.metrics import final_and_best
@@ -83,20 +84,23 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
     tr = spec.train
     epochs = epochs_of(task, spec)
     hps, replica_of = population.members(spec.population, tr["replicas"])
+    placement = placement_for(spec.mesh)      # None on one device: the loop as always
     res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=len(hps),
                      hparams=population.stacked(hps) if spec.population else None, replica_of=replica_of,
                      eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=facts.pop("desc"),
-                     show=("train/loss", monitored(task, trainer), task.headline))
+                     show=("train/loss", monitored(task, trainer), task.headline), placement=placement)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
-    done = task.after(res.state, ctx.run_dir) if task.after else {}
+    final_state = res.state if jax.process_count() == 1 else placement.gather(res.state)  # readable everywhere
+    done = task.after(final_state, ctx.run_dir) if task.after else {}
     extra = {"task": task.name, "headline": task.headline, "chance": task.chance, "chance_text": task.chance_text,
              "higher_is_better": task.higher_is_better, "seed": spec.seed, "replicas": tr["replicas"],
              "num_params": num_params, "epochs": epochs, "epochs_run": res.epochs_run,
              "stopped_early_at": res.stopped_early_at, **facts, "wall_time_s": res.wall_time_s,
              "steps_per_s": res.steps_per_s, "epoch_time_s": res.epoch_time_s,
+             "mesh": {**(placement.shape if placement else {"replica": 1, "data": 1}), "processes": jax.process_count()},
              **{k: v for k, v in done.items() if k != "final"}}
     hib = {task.headline.split("/")[-1]: task.higher_is_better, "accuracy": True, "exact_match": True,
            "char_accuracy": True}

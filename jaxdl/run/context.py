@@ -14,6 +14,24 @@ from jaxdl.run.checkpoint import Checkpointer, CheckpointMismatch
 from jaxdl.run.lock import RunLock, lock_run_dir
 from jaxdl.run.records import read_epoch_record, write_epoch_record
 from jaxdl.run.metrics import MetricsLog, final_and_best
+from jaxdl.run.mesh import any_process
+
+
+class ProcessRows:
+    """metrics.jsonl as a process other than 0 of a multi-process run keeps it: read from
+    process 0's file when the run starts, then kept in memory (only process 0 writes)."""
+
+    def __init__(self, path: Path):
+        self._rows = MetricsLog(path).read()
+
+    def read(self) -> list[dict]:
+        return list(self._rows)
+
+    def truncate_after(self, epoch: int) -> None:
+        self._rows = [r for r in self._rows if r.get("epoch", 0) <= epoch]
+
+    def append(self, *rows: dict) -> None:
+        self._rows.extend(json.loads(json.dumps(r, default=float)) for r in rows)
 
 
 @dataclass
@@ -26,13 +44,17 @@ class RunContext:
     metrics: MetricsLog = field(init=False)
     ckpt: Checkpointer = field(init=False)
     lock: RunLock = field(init=False)
+    primary: bool = field(init=False)     # process 0 (jax.distributed): the one that writes files
 
     def __post_init__(self):
         self.run_dir = Path(self.run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = lock_run_dir(self.run_dir)     # one writer per run dir: RunDirBusy names the other
+        self.primary = jax.process_index() == 0
+        # one writer per run dir: RunDirBusy names the other (the other processes of a
+        # multi-process run write no files of their own)
+        self.lock = lock_run_dir(self.run_dir) if self.primary else RunLock(self.run_dir)
         try:
-            self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+            self.metrics = (MetricsLog if self.primary else ProcessRows)(self.run_dir / "metrics.jsonl")
             self.ckpt = Checkpointer(self.run_dir / "checkpoints")
         except BaseException:
             self.lock.release()
@@ -42,7 +64,7 @@ class RunContext:
         """One epoch: its row (means over members) and, with several members, one row per
         member (with "member": i) in metrics.jsonl; the mean row goes to wandb."""
         self.metrics.append(row, *member_rows)
-        if self.logger is not None:
+        if self.logger is not None and self.primary:
             self.logger.log({k: v for k, v in row.items() if k not in ("step",)}, step=int(row["step"]))
 
     def rows(self) -> list[dict]:
@@ -53,8 +75,12 @@ class RunContext:
         return self.ckpt.latest_epoch()
 
     def stop_requested(self) -> str | None:
-        """The name of a stop signal received during this run (SIGTERM, ...), or None."""
-        return self.stop_flag.name if self.stop_flag is not None and self.stop_flag.requested else None
+        """The name of a stop signal received during this run (SIGTERM, ...), or None. With
+        several processes, all stop when any received one."""
+        name = self.stop_flag.name if self.stop_flag is not None and self.stop_flag.requested else None
+        if jax.process_count() > 1 and any_process(name is not None) and name is None:
+            name = "a stop signal to another process"
+        return name
 
     def write_summary(self, extra: dict, higher_is_better: dict[str, bool], final_extra: dict | None = None) -> dict:
         """summary.json: final and best of every metric in metrics.jsonl (plus `final_extra`,
@@ -65,6 +91,8 @@ class RunContext:
         summary = {"final": final, "best": best, **extra,
                    "jax_version": jax.__version__,
                    "devices": [f"{d.platform}:{getattr(d, 'device_kind', '')}" for d in devs]}
+        if not self.primary:
+            return summary
         with (self.run_dir / "summary.json").open("w") as f:
             json.dump(summary, f, indent=2, default=float)
         if self.logger is not None:
@@ -84,8 +112,9 @@ class RunContext:
     def save_checkpoint(self, epoch: int, state, **progress) -> None:
         """Orbax checkpoint of `state`, plus progress.json (wall time etc.),
         which lives outside the checkpoint so that restored state is bit-identical."""
-        self.ckpt.save(epoch, state)
-        write_epoch_record(self.run_dir / "progress.json", epoch, progress)
+        self.ckpt.save(epoch, state)               # every process takes part; orbax coordinates
+        if self.primary:
+            write_epoch_record(self.run_dir / "progress.json", epoch, progress)
 
     def resume(self, state) -> tuple[object, int, float]:
         """(state, start_epoch, wall_time_s): restored from the newest readable checkpoint

@@ -55,7 +55,11 @@ def classifier_trainer(data, *, sizes, hidden_act="sigmoid", output_act="sigmoid
     One member's state is {"params", "opt_state"}; an epoch's minibatch order comes from
     the key fold_in(PRNGKey(seed + 1), epoch), the same for every member. Splits report
     loss, accuracy and the error rate (wrong / total, as the seed); `announce` prints the
-    seed's "after epoch N, error ratio is ..." after each evaluation."""
+    seed's "after epoch N, error ratio is ..." after each evaluation.
+
+    On a device mesh (jaxdl.run.mesh) the members shard along `replica`; the data is not
+    split along `data` (data_axes=None: replicated): an epoch draws its minibatches from the
+    whole training set inside the jitted scan, so config refuses mesh.data > 1 for it."""
     x_tr, y_tr = data["train"]
     classes = sizes[-1]
     objective = get_objective(loss)

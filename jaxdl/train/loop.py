@@ -38,6 +38,10 @@ class Trainer(NamedTuple):
     splits: {"val": split, "test": split}  evaluated every `eval_every` epochs and at the end
     steps_per_epoch: updates per epoch of one member
     announce(epoch, row) -> str | None     a line to print after an evaluation (optional)
+    data_axes: the data-parallel axis of the epoch inputs and of every split (the B axis of a
+               TBPTT batch [N, T, B, ...]): an int for every leaf, or a pytree prefix of
+               ints/None; None: not split, replicated along the mesh's `data` axis
+               (jaxdl.run.mesh)
     """
     init: Callable
     train_epoch: Callable
@@ -46,6 +50,7 @@ class Trainer(NamedTuple):
     splits: dict
     steps_per_epoch: int
     announce: Callable | None = None
+    data_axes: Any = None
 
 
 class Recorder(Protocol):
@@ -133,7 +138,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                stop_on_rise: str | None = None, higher_is_better: bool = False,
                verbose: int = 1, desc: str = "train",
                label: Callable[[str], str] = lambda k: k, show: tuple | None = None,
-               hparams: dict | None = None, replica_of=None) -> LoopResult:
+               hparams: dict | None = None, replica_of=None, placement=None) -> LoopResult:
     """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
 
     Member r's init key is fold_in(PRNGKey(seed), replica_of[r]) (default r): it does not
@@ -143,16 +148,30 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     passes its own `state`). stop_on_rise names a metric (e.g. "val/error"): training
     stops after the evaluation where it got worse than at the previous evaluation
     (the seed's rule; `higher_is_better` gives the direction). `label` renames metrics
-    and `show` picks the metrics the bar or lines show (None: all), for display only."""
+    and `show` picks the metrics the bar or lines show (None: all), for display only.
+    placement (jaxdl.run.mesh.Placement; None: one device, as always): lays the state,
+    each epoch's inputs and the splits out on a device mesh (members along `replica`,
+    trainer.data_axes along `data`); XLA inserts the collectives."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if state is None:
         state = init_members(trainer, seed, members or 1, hparams, replica_of)
     vm = (lambda f, axes: jax.vmap(f, in_axes=axes)) if members is not None else (lambda f, axes: f)
-    run_epoch = jax.jit(vm(trainer.train_epoch, (0, None)))
-    evaluate = jax.jit(vm(trainer.evaluate, (0, None)))
+    jit_epoch, jit_eval = (jax.jit, jax.jit) if placement is None else (placement.jit_epoch, placement.jit_eval)
+    run_epoch = jit_epoch(vm(trainer.train_epoch, (0, None)))
+    evaluate = jit_eval(vm(trainer.evaluate, (0, None)))
+    splits = dict(trainer.splits)
+    place_inputs = lambda x: x
+    if placement is not None:          # placed before resume too: orbax restores into this layout
+        if members is None:
+            raise ValueError("a device mesh lays out a member axis; train with members >= 1")
+        state = placement.state(state)
+        splits = {k: placement.inputs(v, trainer.data_axes) for k, v in splits.items()}
+        place_inputs = lambda x: placement.inputs(x, trainer.data_axes)
 
     state, start, wall = run.resume(state)
+    if placement is not None:
+        state = placement.state(state)
     prev = None
     if stop_on_rise:
         prev = next((r[stop_on_rise] for r in reversed(run.rows()) if stop_on_rise in r), None)
@@ -165,7 +184,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
-            new_state, out = run_epoch(state, trainer.epoch_inputs(epoch))
+            new_state, out = run_epoch(state, place_inputs(trainer.epoch_inputs(epoch)))
             losses = np.asarray(out["losses"])            # waits for the epoch to finish
             dt = time.perf_counter() - t0
             bad = _first_bad(losses)
@@ -182,7 +201,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
             per_member.update(per_member_train)
             evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
             if evaluated:
-                for split, data in trainer.splits.items():
+                for split, data in splits.items():
                     vals, per = _means(evaluate(state, data), split)
                     row.update(vals)
                     per_member.update(per)

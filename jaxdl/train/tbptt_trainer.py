@@ -87,4 +87,5 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
 
     splits = {name: jax.tree.map(jnp.asarray, b) for name, b in (("val", task.val), ("test", task.test))
               if b is not None}
-    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates)
+    # batches and splits are [N, T, B, ...]: their B streams are the data-parallel axis (jaxdl.run.mesh)
+    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates, data_axes=2)

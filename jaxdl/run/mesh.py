@@ -1,0 +1,258 @@
+"""One run over many devices and hosts: the device mesh, where the loop's arrays live
+on it, and the jax.distributed set-up.
+
+The mesh has two axes (config `mesh.replica` x `mesh.data` devices):
+  replica  the member axis (train.replicas seeds x population members): a device holds
+           the whole state of members/replica members. Members never exchange anything,
+           so this axis needs no collective.
+  data     the B parallel streams of a TBPTT batch: each device runs B/data streams of
+           every member it holds. Parameters are replicated along it; XLA inserts the
+           all-reduce of the loss and gradient sums (jit + NamedSharding: no pmap, no
+           hand-written collective).
+
+`train_loop(..., placement=Placement)` places the member-stacked state with
+P('replica') (replicated along data), each epoch's inputs and each split with 'data' on
+the axis the trainer names in `Trainer.data_axes` (replicated where it names none), and
+jits the epoch and the evaluation with the state's sharding as output and the metrics
+replicated, so every process can read them. With one device there is no Placement and
+the loop runs exactly as before.
+
+Several processes (`jax.distributed`): every process builds the same task and runs the
+same program; each process hands JAX only the rows of its own devices
+(`jax.make_array_from_process_local_data`). Process 0 writes the run dir's files; every
+process takes part in orbax's save and restore (jaxdl.run.context).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+AXES = ("replica", "data")
+
+
+class MeshError(ValueError):
+    """A mesh that does not fit the devices or the run; names the config key."""
+
+
+# --------------------------------------------------------------------------- processes
+
+def distributed_reason(dist: dict, env=None) -> str | None:
+    """Why this run has several processes, or None: explicit dist.* settings, a SLURM step
+    of several tasks (srun), or a TPU pod of several hosts."""
+    env = os.environ if env is None else env
+    if dist.get("coordinator"):
+        return f"dist.coordinator={dist['coordinator']}"
+    if int(env.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in env and "SLURM_STEP_NODELIST" in env:
+        return f"SLURM step of {env['SLURM_NTASKS']} tasks"
+    hosts = env.get("TPU_PROCESS_ADDRESSES") or env.get("TPU_WORKER_HOSTNAMES") or ""
+    if "," in hosts:
+        return f"TPU pod of {len(hosts.split(','))} hosts"
+    return None
+
+
+def init_distributed(dist: dict, env=None) -> str | None:
+    """jax.distributed.initialize where the run has several processes (call it before any
+    other JAX use); returns the reason, or None for a single process. Explicit settings
+    (dist.coordinator, dist.num_processes, dist.process_id) are passed on; on SLURM and TPU
+    pods JAX reads them from the environment. CPU collectives go through gloo."""
+    reason = distributed_reason(dist, env)
+    if reason is None:
+        return None
+    import jax
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if dist.get("coordinator"):
+        jax.distributed.initialize(coordinator_address=dist["coordinator"], num_processes=dist["num_processes"],
+                                   process_id=dist["process_id"])
+    else:
+        jax.distributed.initialize()
+    return reason
+
+
+def is_primary() -> bool:
+    """Whether this is process 0, the one that writes the run dir's files."""
+    import jax
+    return jax.process_index() == 0
+
+
+def any_process(flag: bool) -> bool:
+    """True on every process when `flag` is true on any (a stop signal that reached one
+    host stops all of them at the same epoch)."""
+    import jax
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+    return bool(np.asarray(multihost_utils.process_allgather(np.array([int(bool(flag))], np.int32))).any())
+
+
+def same_on_all_processes(text: str, what: str, fix: str) -> None:
+    """Raise MeshError when the processes disagree on `text` (e.g. the run dir)."""
+    import jax
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+    digest = np.frombuffer(hashlib.sha256(text.encode()).digest()[:8], np.int32)
+    every = np.asarray(multihost_utils.process_allgather(digest)).reshape(jax.process_count(), -1)
+    if not (every == every[0]).all():
+        raise MeshError(f"the {jax.process_count()} processes of this run disagree on {what} "
+                        f"(process {jax.process_index()}: {text}); {fix}")
+
+
+# --------------------------------------------------------------------------- the mesh
+
+def check_mesh(replica: int, data: int, members: int | None = None, streams: int | None = None) -> None:
+    """The checks that need no devices (jaxdl.config runs them before any compute): -1 or
+    >= 1, at most one -1, `members` (train.replicas x population) divisible by mesh.replica,
+    `streams` (the B of a TBPTT batch; None: the trainer does not split its batches, so
+    mesh.data must be 1) divisible by mesh.data. Raises MeshError naming the key."""
+    for key, v in (("mesh.replica", replica), ("mesh.data", data)):
+        if not isinstance(v, int) or isinstance(v, bool) or v == 0 or v < -1:
+            raise MeshError(f"{key}: must be an integer >= 1, or -1 for the devices left; got {v!r}")
+    if replica == -1 and data == -1:
+        raise MeshError("mesh.replica and mesh.data: at most one of them may be -1 (the devices left)")
+    if streams is None and data != 1:
+        raise MeshError(f"mesh.data={data}: this task's trainer does not split its batches along a data axis "
+                        "(only the TBPTT tasks echo, adding, sine and textgen do); use mesh.data=1, and "
+                        "mesh.replica for its members")
+    if members is not None and replica > 0 and members % replica:
+        raise MeshError(f"mesh.replica={replica}: the {members} members (train.replicas x population) do not split "
+                        f"evenly over {replica} devices; use a divisor of {members}")
+    if streams is not None and data > 0 and streams % data:
+        raise MeshError(f"mesh.data={data}: the {streams} streams of a batch (task.streams, or task.batch for "
+                        f"adding) do not split evenly over {data} devices; use a divisor of {streams}")
+
+
+def resolve_mesh(replica: int, data: int, devices: int, processes: int = 1, members: int | None = None,
+                 streams: int | None = None) -> tuple[int, int]:
+    """(replica, data) device counts, with -1 = the devices left. Raises MeshError naming
+    mesh.replica or mesh.data when the mesh does not fit `devices`, fails check_mesh, or
+    leaves devices of a multi-process run out."""
+    check_mesh(replica, data, members, streams)
+    if replica == -1:
+        replica = devices // data
+        if replica < 1:
+            raise MeshError(f"mesh.replica=-1: no devices left beside mesh.data={data} ({devices} devices)")
+    if data == -1:
+        data = devices // replica
+        if data < 1:
+            raise MeshError(f"mesh.data=-1: no devices left beside mesh.replica={replica} ({devices} devices)")
+    if replica * data > devices:
+        raise MeshError(f"mesh.replica x mesh.data = {replica} x {data} = {replica * data} devices, but this run "
+                        f"has {devices}; use at most {devices} (-1 takes the devices left)")
+    if processes > 1 and replica * data != devices:
+        raise MeshError(f"mesh.replica x mesh.data = {replica * data}: a run over {processes} processes must use "
+                        f"all {devices} devices (each process feeds its own); set mesh.data=-1 or mesh.replica=-1")
+    check_mesh(replica, data, members, streams)
+    return replica, data
+
+
+def make_mesh(replica: int, data: int, devices=None):
+    """A jax.sharding.Mesh of shape (replica, data) with axes ('replica', 'data') over the
+    first replica*data devices (jax.devices(): ordered by process, so each process holds
+    a contiguous block)."""
+    import jax
+    from jax.sharding import Mesh
+    devs = list(jax.devices() if devices is None else devices)[: replica * data]
+    if len(devs) < replica * data:
+        raise MeshError(f"mesh.replica x mesh.data = {replica * data} devices, but {len(devs)} are available")
+    return Mesh(np.array(devs, dtype=object).reshape(replica, data), AXES)
+
+
+def placement_for(mesh_cfg: dict) -> "Placement | None":
+    """The Placement of a mesh config {"replica", "data", "members", "streams"} (RunSpec.mesh;
+    -1 resolved against this run's devices); None (the single-device path, unchanged) for
+    one device in one process."""
+    import jax
+    r, d = resolve_mesh(mesh_cfg.get("replica", 1), mesh_cfg.get("data", 1), jax.device_count(),
+                        jax.process_count(), mesh_cfg.get("members"), mesh_cfg.get("streams"))
+    if r * d == 1 and jax.process_count() == 1:
+        return None
+    return Placement(make_mesh(r, d))
+
+
+def _local_block(sharding, shape) -> tuple[slice, ...]:
+    """The index block of a global array of `shape` that this process's devices hold."""
+    idx = list(sharding.addressable_devices_indices_map(tuple(shape)).values())
+    block = []
+    for d, n in enumerate(shape):
+        starts = [i[d].start or 0 for i in idx]
+        stops = [n if i[d].stop is None else i[d].stop for i in idx]
+        block.append(slice(min(starts), max(stops)))
+    return tuple(block)
+
+
+def to_global(a, sharding):
+    """A global jax.Array of `a` (a full host or device array, the same on every process)
+    laid out by `sharding`. One process: device_put. Several: each process passes only
+    its own devices' block (jax.make_array_from_process_local_data)."""
+    import jax
+    if isinstance(a, jax.Array) and a.sharding == sharding:
+        return a
+    if jax.process_count() == 1:
+        return jax.device_put(a, sharding)
+    host = np.asarray(a)
+    return jax.make_array_from_process_local_data(sharding, host[_local_block(sharding, host.shape)], host.shape)
+
+
+class Placement:
+    """Where the loop's arrays live on a mesh with axes ('replica', 'data').
+
+    state(tree)         member-stacked state [M, ...] -> sharded P('replica'), replicated along data
+    inputs(tree, axes)  epoch inputs or a split -> 'data' on axis `axes` of every leaf (an int),
+                        or per subtree (a pytree prefix of ints/None); None: replicated
+    jit_epoch(f)        jit with outputs (state: P('replica'), metrics: replicated)
+    jit_eval(f)         jit with replicated outputs
+    gather(tree)        a fully replicated copy (readable on every process)"""
+
+    def __init__(self, mesh):
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        self.mesh = mesh
+        self.members = NamedSharding(mesh, P("replica"))
+        self.replicated = NamedSharding(mesh, P())
+        self._last_inputs: tuple = (None, None)
+
+    @property
+    def shape(self) -> dict:
+        return dict(self.mesh.shape)
+
+    def data_sharding(self, ndim: int, axis: int | None):
+        from jax.sharding import NamedSharding, PartitionSpec as P
+        if axis is None or self.mesh.shape["data"] == 1:
+            return self.replicated
+        if not -ndim <= axis < ndim:
+            raise ValueError(f"data axis {axis} is outside an array of {ndim} dimensions (Trainer.data_axes)")
+        spec = [None] * ndim
+        spec[axis % ndim] = "data"
+        return NamedSharding(self.mesh, P(*spec))
+
+    def state(self, tree):
+        import jax
+        return jax.tree.map(lambda a: to_global(a, self.members), tree)
+
+    def inputs(self, tree, axes=None):
+        """Place `tree`; the same object as last time (a static training set) is placed once."""
+        import jax
+        if self._last_inputs[0] is tree:
+            return self._last_inputs[1]
+
+        def put(ax, sub):
+            return jax.tree.map(lambda a: to_global(a, self.data_sharding(np.ndim(a), ax)), sub)
+        if axes is None or isinstance(axes, int):
+            placed = put(axes, tree)
+        else:
+            placed = jax.tree.map(put, axes, tree, is_leaf=lambda x: x is None)
+        self._last_inputs = (tree, placed)
+        return placed
+
+    def jit_epoch(self, fn):
+        import jax
+        return jax.jit(fn, out_shardings=(self.members, self.replicated))
+
+    def jit_eval(self, fn):
+        import jax
+        return jax.jit(fn, out_shardings=self.replicated)
+
+    def gather(self, tree):
+        import jax
+        return jax.jit(lambda t: t, out_shardings=self.replicated)(tree)
