@@ -29,7 +29,8 @@ def make_trainer(task, spec: RunSpec) -> tuple[Trainer, dict]:
         t = tbptt_trainer(task, seed=spec.seed, hidden=m["hidden"], layers=m.get("layers", 1),
                           forget_bias=m.get("forget_bias", 1.0), hoist=m.get("hoist"), optimizer=o["name"],
                           lr=o["lr"], clip=o.get("clip", 0.0), k1=tb["k1"], k2=tb["k2"], reset=tb["reset"],
-                          shuffle=tr.get("shuffle", True), **optimizer_values)
+                          shuffle=tr.get("shuffle", True), dtype=m.get("dtype", "float32"),
+                          remat=m.get("remat", "none"), **optimizer_values)
         reset = task.reset or tb["reset"]
         return t, {"tbptt": {"k1": tb["k1"], "k2": tb["k2"], "reset": reset}, "updates_per_epoch": t.steps_per_epoch,
                    "about": f"TBPTT(k1={tb['k1']}, k2={tb['k2']}), hidden={m['hidden']}",

@@ -140,3 +140,18 @@ def test_sigterm_stops_at_the_epoch_boundary_and_a_relaunch_resumes_bit_identica
     assert _rows(ref) == _rows(run)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, run))
     assert sa["final"] == sb["final"]
+
+
+def test_model_dtype_and_remat_reach_the_tbptt_trainer(tmp_path):
+    """model.remat=sqrt recomputes the same gradients (the run's rows agree with the stored
+    activations' run); model.dtype=bfloat16 trains with bf16 matmul inputs, so its rows differ
+    slightly from float32's but it learns as well."""
+    base = TINY_ECHO + ["train.epochs=3"] + QUIET
+    ref, rd = run_inprocess(tmp_path, base, "f32")
+    _, md = run_inprocess(tmp_path, base + ["model.remat=sqrt"], "remat")
+    for a, b in zip(_rows(rd), _rows(md)):
+        for k in a:
+            assert a[k] == pytest.approx(b[k], rel=1e-5), k
+    bf, bd = run_inprocess(tmp_path, base + ["model.dtype=bfloat16"], "bf16")
+    assert _rows(bd)[-1]["train/loss"] != _rows(rd)[-1]["train/loss"]
+    assert bf["final"]["test/accuracy"] == pytest.approx(ref["final"]["test/accuracy"], abs=0.05)

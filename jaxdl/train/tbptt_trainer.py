@@ -47,20 +47,23 @@ def _shuffle(batches: Batch, rng: np.random.Generator) -> Batch:
 def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int = 1,
                   forget_bias: float = 1.0, optimizer: str = "adam", lr: float = 1e-2, clip: float = 0.0,
                   k1: int = 10, k2: int = 10, reset: str = "epoch", shuffle: bool = True,
-                  hoist: bool | None = None, weight_decay: float = 0.0, injectable: bool = False) -> Trainer:
+                  hoist: bool | None = None, weight_decay: float = 0.0, injectable: bool = False,
+                  dtype: str = "float32", remat: str = "none") -> Trainer:
     """A Trainer (jaxdl.train.loop) for a sequence task: one member's state is
     {"params", "opt_state", "seq": (carry, tail)}; one epoch is `make_tbptt`'s run_epoch,
     one jitted scan over the updates of all batches; splits are evaluated statefully
     (evaluate_stream). With reset="batch" and shuffle, the independent sequences are
     reshuffled across batches every epoch (numpy, seeded by (seed, epoch)). injectable: the
-    optimizer's values are state, so a population's members (hp) each carry their own."""
+    optimizer's values are state, so a population's members (hp) each carry their own.
+    dtype "bfloat16": bf16 matmul inputs, f32 accumulation, state and weights; remat "sqrt":
+    activations recomputed in the backward pass from sqrt-length checkpoints (jaxdl.models.remat)."""
     reset = task.reset or reset
     objective = get_objective(task.loss)
     opt, member_optimizer = optimizers(optimizer, lr, clip, weight_decay, injectable)
-    if task.token_inputs:
-        apply_fn = lambda p, x, c, m: rnn_apply(p, jax.nn.one_hot(x, task.in_dim), c, m, hoist=hoist)
-    else:
-        apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, hoist=hoist)
+    cdt = {"float32": None, "bfloat16": jnp.bfloat16}[dtype]
+    rm = None if remat == "none" else remat
+    model = lambda p, x, c, m: rnn_apply(p, x, c, m, hoist=hoist, compute_dtype=cdt, remat=rm)
+    apply_fn = (lambda p, x, c, m: model(p, jax.nn.one_hot(x, task.in_dim), c, m)) if task.token_inputs else model
     N, T, B = task.train.mask.shape
     eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, k1, k2, reset=reset)
     first = jax.tree.map(lambda a: jnp.asarray(a[0]), task.train)
