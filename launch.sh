@@ -5,6 +5,7 @@
 #   ./launch.sh test [pytest args]     the test suite
 #   ./launch.sh bench                  install the benchmark peers (torch, keras) too
 #   ./launch.sh py SCRIPT [args]       run a script (e.g. experiments/...) inside the venv
+#   ./launch.sh report DIR...          report.md + figures from run dirs (python -m jaxdl.report)
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 VENV="${JAXDL_VENV:-$ROOT/.venv}"
@@ -67,6 +68,9 @@ case "${1:-}" in
   py)
     shift; setup test
     exec "$VENV/bin/python" "$@" ;;
+  report)
+    shift; setup test
+    exec "$VENV/bin/python" -m jaxdl.report "$@" ;;
   *)
     setup test
     exec "$VENV/bin/python" -m jaxdl.main "$@" ;;
