@@ -173,18 +173,19 @@ def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
         p, o, s = jax.jit(init)(jax.random.PRNGKey(seed))
     run_epoch = jax.jit(run_epoch, donate_argnums=(0, 1, 2))
     evaluate = jax.jit(evaluate)
-    times, losses = [], []
+    times, cpu, losses = [], [], []
     t_all = time.perf_counter()
     for _ in range(epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         p, o, s, out = run_epoch(p, o, s, batches)
         loss = out["sums"]["loss"].sum(axis=(-2, -1)) / out["weight"].sum(axis=(-2, -1))
         jax.block_until_ready(loss)
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
         losses.append(float(np.mean(loss)))
     wall = time.perf_counter() - t_all
     m = jax.tree.map(lambda a: float(np.mean(a)), evaluate(p))
-    return {"updates_per_epoch": eng.schedule.updates, "epoch_s": times, "wall_s": wall,
+    return {"updates_per_epoch": eng.schedule.updates, "epoch_s": times, "epoch_cpu_s": cpu, "wall_s": wall,
             "train_loss": losses, "test": m, "replicas": replicas, "source": source,
             "device": jax.devices()[0].device_kind}
 
@@ -250,13 +251,14 @@ def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
     x = F.one_hot(torch.from_numpy(xs).long(), V).float().to(dev)      # [T, B, V]
     y = torch.from_numpy(ys).long().to(dev)
     w = torch.from_numpy(ws).to(dev)
-    times, losses = [], []
+    times, cpu, losses = [], [], []
     t_all = time.perf_counter()
     for _ in range(epochs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         losses.append(torch_epoch(lstm, lin, opt, x, y, w, cfg["k1"], cfg["k2"]).mean().item())
         sync()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     wall = time.perf_counter() - t_all
     with torch.no_grad():
         out, _ = lstm(F.one_hot(torch.from_numpy(xt).long(), V).float().to(dev))
@@ -266,7 +268,8 @@ def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
         acc = (logits.argmax(-1) == yy).float()
         test = {"loss": float((ce * ww).sum() / ww.sum()), "accuracy": float((acc * ww).sum() / ww.sum())}
         test["bpc"] = test["loss"] / math.log(2.0)
-    return {"updates_per_epoch": len(windows(T, cfg["k1"], cfg["k2"])), "epoch_s": times, "wall_s": wall,
+    return {"updates_per_epoch": len(windows(T, cfg["k1"], cfg["k2"])), "epoch_s": times, "epoch_cpu_s": cpu,
+            "wall_s": wall,
             "train_loss": losses, "test": test, "replicas": 1, "source": source,
             "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu"}
 
@@ -274,9 +277,10 @@ def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
 PEERS = {"jaxdl": run_jaxdl, "torch": run_torch}
 
 
-def updates_per_s(r):
-    """Member-updates per second over the epochs after the first (the first compiles)."""
-    steady = r["epoch_s"][1:] or r["epoch_s"]
+def updates_per_s(r, key="epoch_s"):
+    """Member-updates per second over the epochs after the first (the first compiles);
+    key="epoch_cpu_s": per CPU-second of the process (all its threads)."""
+    steady = r[key][1:] or r[key]
     return r["updates_per_epoch"] * r["replicas"] * len(steady) / sum(steady)
 
 
@@ -338,18 +342,19 @@ def main(argv=None):
         print(f"\n{wl}: H={cfg['hidden']} TBPTT(k1={cfg['k1']}, k2={cfg['k2']}) B={cfg['streams']} "
               f"lr={cfg['lr']} epochs={a.epochs or cfg['epochs']} ({first['updates_per_epoch']} updates each); "
               f"data: {first['source']}; device: {first['device']}")
-        print(f"  {'peer':8s} {'updates/s (median)':>19s} {'per round':>22s} {'wall s':>8s} "
-              f"{'test ' + metric:>14s}")
+        print(f"  {'peer':8s} {'updates/s (median)':>19s} {'per round':>22s} {'per CPU-s':>10s} "
+              f"{'wall s':>8s} {'test ' + metric:>14s}")
         table = {}
         for peer, rs in runs.items():
             ups = [updates_per_s(r) for r in rs]
             table[peer] = {"updates_per_s": statistics.median(ups), "per_round": ups,
+                           "updates_per_cpu_s": statistics.median(updates_per_s(r, "epoch_cpu_s") for r in rs),
                            "wall_s": statistics.median(r["wall_s"] for r in rs),
                            "test": {k: statistics.median(r["test"][k] for r in rs) for k in rs[0]["test"]},
                            "device": rs[0]["device"], "replicas": rs[0]["replicas"]}
             t = table[peer]
             print(f"  {peer:8s} {t['updates_per_s']:19.1f} {' '.join(f'{u:.0f}' for u in ups):>22s} "
-                  f"{t['wall_s']:8.1f} {t['test'][metric]:14.4f}")
+                  f"{t['updates_per_cpu_s']:10.1f} {t['wall_s']:8.1f} {t['test'][metric]:14.4f}")
         if "jaxdl" in table and "torch" in table:
             ratio = table["jaxdl"]["updates_per_s"] / table["torch"]["updates_per_s"]
             table["ratio"] = ratio
