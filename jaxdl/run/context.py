@@ -88,9 +88,13 @@ class RunContext:
         final, best = final_and_best(self.metrics.read(), higher_is_better)
         final.update(final_extra or {})
         devs = jax.devices()
+        from jaxdl.run.provenance import hydra_overrides, provenance
         summary = {"final": final, "best": best, **extra,
                    "jax_version": jax.__version__,
                    "devices": [f"{d.platform}:{getattr(d, 'device_kind', '')}" for d in devs]}
+        # what produced the run (commit, git.diff if dirty, lock, versions, host, overrides, start)
+        if "provenance" not in summary:
+            summary["provenance"] = provenance(hydra_overrides(), self.run_dir if self.primary else None)
         if not self.primary:
             return summary
         with (self.run_dir / "summary.json").open("w") as f:
