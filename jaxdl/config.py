@@ -121,8 +121,11 @@ def parse(cfg: DictConfig | dict) -> RunSpec:
     model = dict(c["model"])
     mname = model.pop("name", None)
     _need(mname in MODEL_KEYS, "model.name", f"unknown model {mname!r}; known models: {sorted(MODEL_KEYS)}")
+    # conf/task/<name>.yaml picks the task's natural model; a model given on the command line (or by
+    # an experiment) that cannot run the task is refused here, before any compute
     _need(mname in MODELS_FOR_KIND[kind], "model",
-          f"model {mname!r} cannot run task {name!r}; use model={'|'.join(MODELS_FOR_KIND[kind])}")
+          f"model {mname!r} cannot run task {name!r}; use model={'|'.join(MODELS_FOR_KIND[kind])} "
+          f"(or leave model= out: task={name} picks model={MODELS_FOR_KIND[kind][0]} by itself)")
     for k, v in model.items():
         _need(k in MODEL_KEYS[mname], f"model.{k}",
               f"is not a setting of model {mname!r}; it takes {sorted(MODEL_KEYS[mname])}")

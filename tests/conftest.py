@@ -5,6 +5,9 @@ import jax
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# The config's data_dir is $JAXDL_DATA, else data/ in the repo; the tests (and the Hydra runs they
+# start in subprocesses) read the shared data beside the repo unless JAXDL_DATA says otherwise.
+os.environ.setdefault("JAXDL_DATA", str(ROOT.parent / "shared" / "data"))
 
 
 @pytest.fixture

@@ -25,8 +25,11 @@ def read_text(source: str, path: str, data_dir: str) -> str:
     if source == "file":
         p = Path(path) if path else Path(data_dir) / "tinyshakespeare" / "input.txt"
         if not p.exists():
-            raise FileNotFoundError(f"text file not found: {p}; set task.path=FILE (any UTF-8 text) "
-                                    "or task.source=tfds where there is a network")
+            looked = f"task.path={p}" if path else f"{p} (data_dir/tinyshakespeare/input.txt; data_dir is $JAXDL_DATA, else data/)"
+            raise FileNotFoundError(
+                f"text file not found: looked at {looked}. Get it either way: (1) task.source=tfds, which downloads "
+                "tiny_shakespeare through tensorflow-datasets (needs a network once); (2) save tiny-shakespeare's "
+                f"input.txt (or any UTF-8 text) as {p}, or set task.path=FILE")
         return p.read_text(encoding="utf-8")
     if source == "tfds":
         try:
