@@ -27,7 +27,7 @@ PY="${PYTHON:-python3}"
 STAMP="$VENV/.jaxdl-installed"
 LOCK="$ROOT/requirements/lock.txt"
 UV_VERSION="0.13.9"                   # the uv that installs and locks (pinned: same resolution everywhere)
-UV_HOME="${XDG_CACHE_HOME:-$HOME/.cache}/jaxdl/uv-$UV_VERSION"
+UV_HOME="${XDG_CACHE_HOME:-${HOME:-$ROOT}/.cache}/jaxdl/uv-$UV_VERSION"
 UV=""
 
 say() { echo "[launch] $*" >&2; }
@@ -117,7 +117,7 @@ setup() {
   ensure_uv
   if [ ! -x "$VENV/bin/python" ]; then
     say "creating virtual environment in $VENV"
-    if [ -n "$UV" ]; then "$UV" venv -q --seed --python "$PY" "$VENV"; else "$PY" -m venv "$VENV"; fi
+    if [ -n "$UV" ]; then "$UV" venv -q --seed --clear --python "$PY" "$VENV"; else "$PY" -m venv "$VENV"; fi
     have_key=""
   fi
   local how="${UV:+uv}"; how="${how:-pip}"
