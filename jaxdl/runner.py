@@ -89,7 +89,7 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
     res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=len(hps),
                      hparams=population.stacked(hps) if spec.population else None, replica_of=replica_of,
                      eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
-                     higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=facts.pop("desc"),
+                     higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=f"{facts.pop('desc')} on {jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
                      show=("train/loss", monitored(task, trainer), task.headline), placement=placement)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
