@@ -37,11 +37,11 @@ def jax_step_fn(scan, hoist=None):
     opt = optax.adam(1e-3)
 
     def loss(p, x, y):
-        c0 = (jnp.zeros((B, p["lstm"][0].wh.shape[0])),) * 2
+        c0 = (jnp.zeros((B, p["layers"][0].wh.shape[0])),) * 2
         if scan is lstm_scan:
-            hs, _ = lstm_scan(p["lstm"][0], x, c0, hoist=hoist)
+            hs, _ = lstm_scan(p["layers"][0], x, c0, hoist=hoist)
         else:
-            hs, _ = scan(p["lstm"][0], x, c0)
+            hs, _ = scan(p["layers"][0], x, c0)
         return ((dense_apply(p["readout"], hs) - y) ** 2).mean()
 
     @jax.jit

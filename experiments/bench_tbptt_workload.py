@@ -199,7 +199,7 @@ def torch_model(V, H, lr, dev, init=None):
     import torch
     lstm, lin = torch.nn.LSTM(V, H).to(dev), torch.nn.Linear(H, V).to(dev)
     if init is not None:
-        p, r = init["lstm"][0], init["readout"]
+        p, r = init["layers"][0], init["readout"]
         t = lambda a: torch.from_numpy(np.array(a, np.float32)).to(dev)
         with torch.no_grad():
             lstm.weight_ih_l0.copy_(t(p.wx).T); lstm.weight_hh_l0.copy_(t(p.wh).T)

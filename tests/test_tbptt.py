@@ -37,7 +37,7 @@ def naive_update_loss(params, xs, ys, u, k1, k2, h0, c0):
     else:
         start = u * k1
         detach = {start + j * k2 for j in range((k1 + k2 - 1) // k2)}
-    p = params["lstm"][0]
+    p = params["layers"][0]
     h, c = h0, c0
     losses = []
     for t in range(new[-1] + 1):

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.cell import Cell
 from jaxdl.models.remat import remat_scan, segment_length
 
 
@@ -242,3 +243,25 @@ def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = Non
     def segment(c, x, m):
         return _lstm_core(params, x, c[0], c[1], m, bool(hoist), cd)
     return remat_scan(segment, (h0, c0), xs, mask, seg)
+
+
+def lstm_step(params: LSTMParams, carry, x):
+    """One unmasked step (h, c), x [B, D] -> (h', c'): the transition the online
+    gradient estimators differentiate (jaxdl.estimators)."""
+    h, c = carry
+    i, f, g, o = _gates(x @ params.wx + h @ params.wh + params.b)
+    c2 = f * c + i * g
+    return o * jnp.tanh(c2), c2
+
+
+def _init(key, in_dim: int, hidden: int, dtype=jnp.float32, forget_bias: float = 1.0) -> LSTMParams:
+    return lstm_init(key, in_dim, hidden, forget_bias, dtype)
+
+
+CELL = Cell(
+    name="lstm", init=_init,
+    carry=lambda params, batch: zero_carry(batch, params.wh.shape[0], params.wh.dtype),
+    scan=lambda params, xs, carry, mask=None, hoist=None, compute_dtype=None:
+        lstm_scan(params, xs, carry, mask, hoist, compute_dtype),
+    step=lstm_step, output=lambda carry: carry[0], reference=lstm_scan_reference,
+    params=LSTMParams, options=("forget_bias",), gates=4)

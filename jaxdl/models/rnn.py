@@ -1,7 +1,9 @@
-"""Stacked LSTM layers with a Dense readout on every step: the sequence model the
-trainers use. Pure functions; carry is a tuple of (h, c) per layer.
+"""Stacked recurrent layers of any cell (jaxdl.models.cell: LSTM, GRU, Elman) with a
+Dense readout on every step: the sequence model the trainers use. Pure functions;
+the carry is a tuple with one cell carry per layer ((h, c) for the LSTM, (h,) for
+the GRU and the Elman RNN). A layer's params name their cell (Cell.params).
 
-    rnn_init(key, in_dim, hidden, out_dim, layers) -> params
+    rnn_init(key, in_dim, hidden, out_dim, layers, cell="lstm", **options) -> params
     rnn_apply(params, xs [T, B, D], carry, mask [T, B] | None) -> (ys [T, B, O], carry)
     rnn_apply_last(params, xs, carry, mask) -> (y [B, O], carry)   readout on the last step only
 
@@ -20,26 +22,36 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.cell import cell_of, get_cell
 from jaxdl.models.dense import dense_apply, dense_init
-from jaxdl.models.lstm import compute_dtype_of, lstm_init, lstm_scan, matmul, zero_carry
+from jaxdl.models.lstm import compute_dtype_of, matmul
 from jaxdl.models.remat import remat_scan, segment_length
 
 
-def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1,
-             forget_bias: float = 1.0, dtype=jnp.float32):
-    """Params {"lstm": [LSTMParams per layer], "readout": dense params}. `dtype` is the
-    parameters' (master weights') dtype; the compute dtype is an apply argument."""
+def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell: str = "lstm",
+             dtype=jnp.float32, **options):
+    """Params {"layers": [cell params per layer], "readout": dense params}. `dtype` is the
+    parameters' (master weights') dtype; the compute dtype is an apply argument.
+    options: the cell's init options (Cell.options, e.g. forget_bias for the LSTM)."""
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
+    c = get_cell(cell)
+    unknown = set(options) - set(c.options)
+    if unknown:
+        raise ValueError(f"cell {cell!r} takes no option {sorted(unknown)}; it takes {list(c.options)}")
     keys = jax.random.split(key, layers + 1)
-    lstm = [lstm_init(keys[i], in_dim if i == 0 else hidden, hidden, forget_bias, dtype)
-            for i in range(layers)]
-    return {"lstm": lstm, "readout": dense_init(keys[-1], hidden, out_dim, dtype)}
+    stack = [c.init(keys[i], in_dim if i == 0 else hidden, hidden, dtype, **options) for i in range(layers)]
+    return {"layers": stack, "readout": dense_init(keys[-1], hidden, out_dim, dtype)}
 
 
 def rnn_carry(params, batch: int):
-    """Zero state for every layer: tuple of (h [B, H], c [B, H])."""
-    return tuple(zero_carry(batch, p.wh.shape[0], p.wh.dtype) for p in params["lstm"])
+    """Zero state for every layer: a tuple of cell carries ([B, H] arrays)."""
+    return tuple(cell_of(p).carry(p, batch) for p in params["layers"])
+
+
+def rnn_output(carry):
+    """The top layer's h [B, H] from a stack's carry."""
+    return carry[-1][0]
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
@@ -75,14 +87,14 @@ def _readout(params, hs, compute_dtype):
 def _stack(params, xs, carry, mask, hoist, compute_dtype):
     new = []
     h = xs
-    for p, c in zip(params["lstm"], carry):
-        h, c2 = lstm_scan(p, h, c, mask, hoist, compute_dtype)
+    for p, c in zip(params["layers"], carry):
+        h, c2 = cell_of(p).scan(p, h, c, mask, hoist, compute_dtype)
         new.append(c2)
     return h, tuple(new)
 
 
 def rnn_features(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
-    """Top LSTM layer's hidden states hs [T, B, H] and the new carry."""
+    """Top layer's hidden states hs [T, B, H] and the new carry."""
     S = segment_length(xs.shape[0], remat)
     if S is None:
         return _stack(params, xs, carry, mask, hoist, compute_dtype)
@@ -105,4 +117,4 @@ def rnn_apply_last(params, xs, carry, mask=None, hoist=None, compute_dtype=None,
     """Readout on the last step only (sequence classification): xs [T, B, D] -> y [B, O].
     With a mask, "last" is the state after each sequence's last real step (held state)."""
     _, carry = rnn_features(params, xs, carry, mask, hoist, compute_dtype, remat)
-    return _readout(params, carry[-1][0], compute_dtype), carry
+    return _readout(params, rnn_output(carry), compute_dtype), carry

@@ -70,7 +70,8 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
     train_static = jax.tree.map(jnp.asarray, task.train)
 
     def init(key, hp):
-        params = rnn_init(key, task.in_dim, hidden, task.out_dim, layers, hp.get("model.forget_bias", forget_bias))
+        params = rnn_init(key, task.in_dim, hidden, task.out_dim, layers, "lstm",
+                          forget_bias=hp.get("model.forget_bias", forget_bias))
         opt_m = member_optimizer(hp) if injectable else opt
         return {"params": params, "opt_state": opt_m.init(params), "seq": eng.fresh_state(params, first)}
 
