@@ -12,9 +12,10 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
     carry(params, batch) -> carry      the zero state: a tuple of [B, H] arrays
     scan(params, xs [T, B, D], carry, mask [T, B] | None, hoist, compute_dtype)
         -> (hs [T, B, H], carry)       the fast path (the stack adds remat around it)
-    step(params, carry, x [B, D]) -> carry
+    step(params, carry, x [B, D], rec=jnp.matmul) -> carry
         one unmasked step, plain jnp, differentiable by autodiff in every argument:
-        the transition the online estimators (RTRL, UORO, SnAp-1) differentiate
+        the transition the online estimators (RTRL, UORO, SnAp-1) differentiate. The
+        recurrent product h @ wh is computed as rec(h, params.wh) and nowhere else
     output(carry) -> h [B, H]          what the next layer and the readout see
     reference(params, xs, carry, mask, compute_dtype) -> (hs, carry)
         the same recurrence as a plain lax.scan of `step`, differentiated by

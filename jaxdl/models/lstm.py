@@ -245,11 +245,13 @@ def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = Non
     return remat_scan(segment, (h0, c0), xs, mask, seg)
 
 
-def lstm_step(params: LSTMParams, carry, x):
+def lstm_step(params: LSTMParams, carry, x, rec=jnp.matmul):
     """One unmasked step (h, c), x [B, D] -> (h', c'): the transition the online
-    gradient estimators differentiate (jaxdl.estimators)."""
+    gradient estimators differentiate (jaxdl.estimators). rec(h, wh) computes the
+    recurrent product h @ wh (SnAp-1 swaps in one with the same value whose derivative
+    in h keeps only each unit's own columns)."""
     h, c = carry
-    i, f, g, o = _gates(x @ params.wx + h @ params.wh + params.b)
+    i, f, g, o = _gates(x @ params.wx + rec(h, params.wh) + params.b)
     c2 = f * c + i * g
     return o * jnp.tanh(c2), c2
 
