@@ -22,7 +22,7 @@ def dense_init(key, in_dim: int, out_dim: int, dtype=jnp.float32, init: str = "g
 
 
 def dense_apply(params, x):
-    """x [..., in] -> [..., out]; leading axes are flattened into one matmul."""
-    lead = x.shape[:-1]
-    y = x.reshape(-1, x.shape[-1]) @ params["w"] + params["b"]
-    return y.reshape(*lead, -1)
+    """x [..., in] -> [..., out]. The leading axes stay separate axes of one dot_general
+    (no reshape): x [T, B, H] split along B on a device mesh stays split, and the weight
+    gradient is a contraction over t and b whose partial sums are all-reduced."""
+    return x @ params["w"] + params["b"]

@@ -8,8 +8,11 @@ Gates i, f, g, o (no peepholes), as in the seed's LSTM chapters:
 
 `lstm_scan` runs the recurrence with `jax.lax.scan` over time (time-major arrays).
 Its VJP is custom: the reverse scan carries only (dh, dc) and emits the gate
-gradients dz_t; the weight gradients are then two large matmuls over all T*B rows
-(cuDNN's layout). Gradients are checked against autodiff of `lstm_scan_reference`
+gradients dz_t; the weight gradients are then two contractions over time and batch,
+dWx = sum_{t,b} x_tb^T dz_tb (einsum "tbd,tbg->dg", `contract_lead`), with T and B kept as separate
+axes: split along B (a mesh's data axis) each device contracts its own streams and
+only the [D, 4H] result is all-reduced (a [T*B, D] reshape would gather the
+activations of every device instead). Gradients are checked against autodiff of `lstm_scan_reference`
 and against central finite differences in tests/.
 
 An optional mask [T, B] holds the state where it is 0 (padding, TBPTT windows
@@ -93,6 +96,24 @@ def matmul(a, w, cd):
     return jnp.matmul(a.astype(cd), w.astype(cd), preferred_element_type=acc)
 
 
+def contract_lead(a, b, cd):
+    """sum over the leading axes of a [..., M] and b [..., N] -> [M, N], e.g. over time and
+    batch: sum_{t,b} a[t, b, :]^T b[t, b, :] (einsum "tbm,tbn->mn"), with matmul's dtype
+    rule (cd None: the operands' dtype; cd bf16: bf16 inputs, float32 accumulation).
+    One dot_general contracting dims (0, ..., n-2) in order: on one device the operands
+    are read as [T*B, M] without a copy (jnp.einsum orders them (b, t), which costs a
+    transpose); split along B on a mesh, each device contracts its own rows and only
+    the [M, N] partial sums are all-reduced."""
+    lead = tuple(range(a.ndim - 1))
+    dims = ((lead, lead), ((), ()))
+    if cd is None:
+        return jax.lax.dot_general(a, b, dims)
+    acc = jnp.result_type(a.dtype, jnp.float32)
+    if jax.default_backend() == "cpu":   # see matmul: bf16-rounded inputs, f32 product
+        return jax.lax.dot_general(a.astype(cd).astype(acc), b.astype(cd).astype(acc), dims)
+    return jax.lax.dot_general(a.astype(cd), b.astype(cd), dims, preferred_element_type=acc)
+
+
 def _gates(z):
     """Pre-activations [..., 4H] -> activations i, f, g, o (each [..., H])."""
     i, f, g, o = jnp.split(z, 4, axis=-1)
@@ -123,11 +144,10 @@ def lstm_scan_reference(params: LSTMParams, xs, carry, mask=None, compute_dtype=
 
 def _forward(params, xs, h0, c0, mask, hoist, cd):
     """Forward scan; returns outputs, final carry and what the backward pass needs."""
-    T, B, _ = xs.shape
     # weights cast once, outside the loop (no-op without a compute dtype)
     wx, wh = (params.wx, params.wh) if cd is None else (params.wx.astype(cd), params.wh.astype(cd))
-    if hoist:  # one [T*B, D] @ [D, 4H] matmul outside the loop
-        xz = (matmul(xs.reshape(T * B, -1), wx, cd) + params.b).reshape(T, B, -1)
+    if hoist:  # one [T, B, D] @ [D, 4H] product outside the loop (T and B kept apart)
+        xz = matmul(xs, wx, cd) + params.b
     else:
         xz = xs
 
@@ -162,8 +182,6 @@ def _lstm_fwd(params, xs, h0, c0, mask, hoist, cd):
 def _lstm_bwd(hoist, cd, res, cot):
     params, xs, h0, c0, mask, hs, cs, acts = res
     dhs, (dhT, dcT) = cot
-    T, B, D = xs.shape
-    H = h0.shape[-1]
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)       # [T, B, H]
     wh_t = params.wh.T if cd is None else params.wh.T.astype(cd)  # [4H, H], materialised once
 
@@ -189,13 +207,11 @@ def _lstm_bwd(hoist, cd, res, cot):
         return (dh_prev, dc_prev), dz
 
     (dh0, dc0), dzs = jax.lax.scan(step, (dhT, dcT), (dhs, cs, c_prev, acts, mask), reverse=True)
-    dz2 = dzs.reshape(T * B, 4 * H)
-    x2 = xs.reshape(T * B, D)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * B, H)
-    dwx = matmul(x2.T, dz2, cd)
-    dwh = matmul(h_prev.T, dz2, cd)
-    db = dz2.sum(axis=0)
-    dxs = matmul(dz2, params.wx.T, cd).reshape(T, B, D).astype(xs.dtype)
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)          # [T, B, H]
+    dwx = contract_lead(xs, dzs, cd)                              # [D, 4H]
+    dwh = contract_lead(h_prev, dzs, cd)                          # [H, 4H]
+    db = dzs.sum(axis=(0, 1))
+    dxs = matmul(dzs, params.wx.T, cd).astype(xs.dtype)            # [T, B, D]
     dmask = None if mask is None else jnp.zeros_like(mask)
     return LSTMParams(dwx, dwh, db), dxs, dh0, dc0, dmask
 

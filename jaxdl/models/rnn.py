@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.cell import cell_of, get_cell
 from jaxdl.models.dense import dense_apply, dense_init
-from jaxdl.models.lstm import compute_dtype_of, matmul
+from jaxdl.models.lstm import compute_dtype_of, contract_lead, matmul
 from jaxdl.models.remat import remat_scan, segment_length
 
 
@@ -56,9 +56,10 @@ def rnn_output(carry):
 
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _mixed_dense(h, w, b, cd):
-    """h [N, H] @ w [H, O] + b with bf16 matmul inputs and f32 accumulation, whose
+    """h [..., H] @ w [H, O] + b with bf16 matmul inputs and f32 accumulation, whose
     backward products are bf16-input too (autodiff would mix f32 cotangents with bf16
-    operands, which runs as an f32 matmul)."""
+    operands, which runs as an f32 matmul). The leading axes (T, B) stay apart: the
+    weight gradient contracts over all of them at once (`contract_lead`)."""
     return matmul(h, w, cd) + b
 
 
@@ -68,7 +69,8 @@ def _mixed_dense_fwd(h, w, b, cd):
 
 def _mixed_dense_bwd(cd, res, dy):
     h, w = res
-    return matmul(dy, w.T, cd).astype(h.dtype), matmul(h.T, dy, cd), dy.sum(axis=0)
+    lead = tuple(range(dy.ndim - 1))
+    return (matmul(dy, w.T, cd).astype(h.dtype), contract_lead(h, dy, cd), dy.sum(axis=lead))
 
 
 _mixed_dense.defvjp(_mixed_dense_fwd, _mixed_dense_bwd)
@@ -79,9 +81,7 @@ def _readout(params, hs, compute_dtype):
     cd = compute_dtype_of(compute_dtype)
     if cd is None:
         return dense_apply(params["readout"], hs)
-    lead = hs.shape[:-1]
-    y = _mixed_dense(hs.reshape(-1, hs.shape[-1]), params["readout"]["w"], params["readout"]["b"], cd)
-    return y.reshape(*lead, -1)
+    return _mixed_dense(hs, params["readout"]["w"], params["readout"]["b"], cd)
 
 
 def _stack(params, xs, carry, mask, hoist, compute_dtype):
