@@ -47,8 +47,9 @@ def worker(a) -> dict:
         raise SystemExit(f"{a.devices} devices asked for, {jax.device_count()} found: {jax.devices()}")
     shape = (1, a.devices) if a.axis == "data" else (a.devices, 1)
     members = a.members if a.axis == "data" else a.members_per_device * a.devices
-    task = echo(0, lag=8, length=a.length, streams=a.streams, test_length=200, val_length=0)
-    trainer = tbptt_trainer(task, hidden=a.hidden, k1=10, k2=20)
+    task = echo(EchoConfig(lag=8, length=a.length, streams=a.streams, test_length=200, val_length=0), 0)
+    trainer = tbptt_trainer(task, RecurrentConfig(hidden=a.hidden), OptimConfig(), TBPTTConfig(k1=10, k2=20),
+                            TrainConfig())
     placement = Placement(make_mesh(*shape)) if a.devices > 1 else None
 
     losses = []                    # per epoch: every member's train loss

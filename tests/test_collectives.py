@@ -98,13 +98,14 @@ def _worker(variants: list[str]) -> dict:
     import jax
 
     import jaxdl.models.rnn as rnn
+    from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.run.mesh import Placement, make_mesh
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     from jaxdl.train.loop import init_members
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     assert jax.device_count() == 4, jax.devices()
-    task = echo(0, lag=4, length=120, streams=8, test_length=40, val_length=0)
+    task = echo(EchoConfig(lag=4, length=120, streams=8, test_length=40, val_length=0), 0)
     out = {}
     for v in variants:
         kw = {"hoist": True} if v == "hoist" else {"dtype": "bfloat16"} if v == "bf16" else {}
@@ -112,7 +113,8 @@ def _worker(variants: list[str]) -> dict:
         if v == "flat":
             rnn.dense_apply = _flat_dense
         try:
-            trainer = tbptt_trainer(task, hidden=16, k1=10, k2=20, **kw)
+            trainer = tbptt_trainer(task, RecurrentConfig(hidden=16, **kw), OptimConfig(), TBPTTConfig(k1=10, k2=20),
+                                    TrainConfig())
             pl = Placement(make_mesh(1, 4))
             state = pl.state(init_members(trainer, 0, 2))
             inputs = pl.inputs(trainer.epoch_inputs(0), trainer.data_axes)
