@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -38,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def worker(a) -> dict:
     import jax
 
-    from jaxdl.run.mesh import Placement, make_mesh
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+    from jaxdl.run.mesh import COLLECTIVES, Placement, loop_collectives, make_mesh
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     from jaxdl.train.loop import init_members, train_loop
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
@@ -73,9 +73,8 @@ def worker(a) -> dict:
         state = placement.state(init_members(trainer, 0, members))
         inputs = placement.inputs(trainer.epoch_inputs(0), trainer.data_axes)
         hlo = placement.jit_epoch(jax.vmap(trainer.train_epoch, in_axes=(0, None))).lower(state, inputs)
-        text = hlo.compile().as_text()
-        for op in ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute"):
-            collectives[op] = len(re.findall(rf"\b{op}(?:-start)?\(", text))
+        where = loop_collectives(hlo.compile().as_text())
+        collectives = {f"{op} ({place})": where[place][op] for place in ("loops", "outside") for op in COLLECTIVES}
     return {"axis": a.axis, "devices": a.devices, "mesh": list(shape), "members": members, "streams": a.streams,
             "updates_per_epoch": trainer.steps_per_epoch, "member_updates_per_s": res.steps_per_s,
             "epoch_s": res.epoch_time_s, "total_s": total, "collectives": collectives,
@@ -86,6 +85,8 @@ def worker(a) -> dict:
 
 def run_point(a, axis: str, devices: int) -> dict:
     env = dict(os.environ)
+    # the worker imports this checkout's jaxdl (not an installed copy)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH", "")] if p])
     if a.platform == "cpu":
         env["JAX_PLATFORMS"] = "cpu"
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={devices}").strip()
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--hidden", type=int, default=64)
     ap.add_argument("--length", type=int, default=2000, help="stream length (updates per epoch = length / 10)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs per point; the first compiles and is not timed")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="interleaved rounds over the counts; each point reports its median (a loaded machine)")
     ap.add_argument("--worker", action="store_true")
     ap.add_argument("--axis", default="data")
     ap.add_argument("--devices", type=int, default=1)
@@ -132,9 +135,14 @@ def main() -> None:
     counts = device_counts(a)
     points = []
     for axis in a.axes.split(","):
+        runs = {n: [] for n in counts}
+        for _ in range(a.rounds):          # interleaved: every count once per round (a loaded machine drifts)
+            for n in counts:
+                runs[n].append(run_point(a, axis, n))
         base = None
         for n in counts:
-            pt = run_point(a, axis, n)
+            rates = [r["member_updates_per_s"] for r in runs[n]]
+            pt = dict(runs[n][0], member_updates_per_s=float(np.median(rates)), per_round=rates)
             if base is None:
                 base = pt
             ref = np.asarray(base["train_loss"])                   # [epochs, members]
@@ -144,21 +152,24 @@ def main() -> None:
             pt["rel_diff_first"], pt["rel_diff_last"] = float(rel[0]), float(rel[-1])
             points.append(pt)
             print(f"  {axis:7s} devices={n:2d}: {pt['member_updates_per_s']:9.1f} member-updates/s "
-                  f"({pt['ratio']:.2f}x)", file=sys.stderr, flush=True)
+                  f"({pt['ratio']:.2f}x; rounds {' '.join(f'{r:.0f}' for r in rates)})", file=sys.stderr, flush=True)
 
     first = points[0]
     cores = os.cpu_count()
     print(f"\n## Scaling along the mesh axes ({first['platform']}: {first['device_kind']}, JAX {first['jax']}, "
           f"{cores} CPU cores)\n")
     print(f"echo, LSTM hidden {a.hidden}, TBPTT(10, 20), {first['updates_per_epoch']} updates per epoch, "
-          f"{a.epochs} epochs per point (the first not timed); ratios against 1 device in this run.\n")
-    print("| axis | devices | mesh (replica x data) | members | streams per device | member-updates/s | ratio "
-          "| collectives in the epoch | train loss vs 1 device: epoch 1 | last epoch |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          f"{a.epochs} epochs per point (the first not timed), median of {a.rounds} interleaved round(s); "
+          f"ratios against 1 device in this run; load average {os.getloadavg()[0]:.1f}.\n")
+    print("| axis | devices | mesh (replica x data) | members | streams per device | member-updates/s | per round "
+          "| ratio | collectives in the epoch (inside its loops / outside) "
+          "| train loss vs 1 device: epoch 1 | last epoch |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for p in points:
         coll = ", ".join(f"{k} {v}" for k, v in p["collectives"].items() if v) or "none"
         print(f"| {p['axis']} | {p['devices']} | {p['mesh'][0]} x {p['mesh'][1]} | {p['members']} "
-              f"| {p['streams'] // p['mesh'][1]} | {p['member_updates_per_s']:.1f} | {p['ratio']:.2f}x | {coll} "
+              f"| {p['streams'] // p['mesh'][1]} | {p['member_updates_per_s']:.1f} "
+              f"| {' '.join(f'{r:.0f}' for r in p['per_round'])} | {p['ratio']:.2f}x | {coll} "
               f"| {p['rel_diff_first']:.1e} | {p['rel_diff_last']:.1e} |")
     if first["platform"] == "cpu":
         print(f"\nForced CPU devices (--xla_force_host_platform_device_count) share the same {cores} cores: "

@@ -14,75 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 
 import pytest
 
+from jaxdl.run.mesh import COLLECTIVES as OPS, loop_collectives
 from tests.helpers import ROOT
 
-OPS = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
 MOVERS = ("all-gather", "reduce-scatter", "all-to-all", "collective-permute")
-
-
-def hlo_computations(text: str) -> dict[str, list[str]]:
-    """Compiled HLO text -> {computation name: its instruction lines}."""
-    comps, cur = {}, None
-    for line in text.splitlines():
-        m = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
-        if m:
-            cur = m.group(1)
-            comps[cur] = []
-        elif cur is not None:
-            comps[cur].append(line)
-    return comps
-
-
-def _called(lines: list[str]) -> set[str]:
-    out = set()
-    for line in lines:
-        for m in re.finditer(r"\b(?:body|condition|to_apply|calls|true_computation|false_computation|"
-                             r"branch_computations)=\{?([%\w.\-, ]+)\}?", line):
-            out.update(n.strip().lstrip("%") for n in m.group(1).split(","))
-    return out
-
-
-def _closure(comps: dict, names) -> set[str]:
-    seen, todo = set(), list(names)
-    while todo:
-        n = todo.pop()
-        if n in seen or n not in comps:
-            continue
-        seen.add(n)
-        todo += list(_called(comps[n]))
-    return seen
-
-
-def _count(lines: list[str]) -> dict[str, int]:
-    return {op: sum(len(re.findall(rf"\b{op}(?:-start)?\(", ln)) for ln in lines) for op in OPS}
-
-
-def loop_collectives(text: str) -> dict:
-    """Collectives of a compiled program by where they sit: "loops" (everything a while
-    body runs, nested loops included), "innermost" (the bodies of loops that contain no
-    loop: the time steps), "outside" (the rest); each {op: count}."""
-    comps = hlo_computations(text)
-    bodies = {m.group(1) for lines in comps.values() for ln in lines
-              if (m := re.search(r"\bwhile\(.*?body=%?([\w.\-]+)", ln))}
-    in_loops = _closure(comps, bodies)
-    innermost = {b for b in bodies
-                 if not any(re.search(r"\bwhile\(", ln) for c in _closure(comps, [b]) for ln in comps[c])}
-    in_inner = _closure(comps, innermost)
-
-    def total(names):
-        out = dict.fromkeys(OPS, 0)
-        for n in names:
-            for op, v in _count(comps[n]).items():
-                out[op] += v
-        return out
-    return {"loops": total(in_loops), "innermost": total(in_inner),
-            "outside": total(set(comps) - in_loops), "loop_count": len(bodies), "innermost_count": len(innermost)}
 
 
 def _flat_dense(params, x):

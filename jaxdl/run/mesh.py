@@ -17,6 +17,11 @@ jits the epoch and the evaluation with the state's sharding as output and the me
 replicated, so every process can read them. With one device there is no Placement and
 the loop runs exactly as before.
 
+`loop_collectives(hlo_text)` counts the collectives of a compiled epoch by where they sit
+(inside its loops, inside the innermost time loops, outside): a B-split epoch should have
+only the per-update all-reduce of the gradients and loss sums in its loops
+(tests/test_collectives.py, experiments/bench_scaling.py).
+
 Several processes (`jax.distributed`): every process builds the same task and runs the
 same program; each process hands JAX only the rows of its own devices
 (`jax.make_array_from_process_local_data`). Process 0 writes the run dir's files; every
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 
 import numpy as np
 
@@ -256,3 +262,70 @@ class Placement:
     def gather(self, tree):
         import jax
         return jax.jit(lambda t: t, out_shardings=self.replicated)(tree)
+
+
+# --------------------------------------------------------------------------- what XLA inserted
+
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+
+
+def _hlo_computations(text: str) -> dict[str, list[str]]:
+    """Compiled HLO text -> {computation name: its instruction lines}."""
+    comps, cur = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+        if m:
+            cur = m.group(1)
+            comps[cur] = []
+        elif cur is not None:
+            comps[cur].append(line)
+    return comps
+
+
+def _called(lines: list[str]) -> set[str]:
+    """The computations these instruction lines call (loop bodies, fusions, reducers, branches)."""
+    out = set()
+    for line in lines:
+        for m in re.finditer(r"\b(?:body|condition|to_apply|calls|true_computation|false_computation|"
+                             r"branch_computations)=\{?([%\w.\-, ]+)\}?", line):
+            out.update(n.strip().lstrip("%") for n in m.group(1).split(","))
+    return out
+
+
+def _closure(comps: dict, names) -> set[str]:
+    """`names` and every computation they call, transitively."""
+    seen, todo = set(), list(names)
+    while todo:
+        n = todo.pop()
+        if n in seen or n not in comps:
+            continue
+        seen.add(n)
+        todo += list(_called(comps[n]))
+    return seen
+
+
+def _count(lines: list[str]) -> dict[str, int]:
+    """{collective: instructions of that kind in these lines} (async -start forms included)."""
+    return {op: sum(len(re.findall(rf"\b{op}(?:-start)?\(", ln)) for ln in lines) for op in COLLECTIVES}
+
+
+def loop_collectives(text: str) -> dict:
+    """Collectives of a compiled program by where they sit: "loops" (everything a while
+    body runs, nested loops included), "innermost" (the bodies of loops that contain no
+    loop: the time steps), "outside" (the rest); each {op: count}."""
+    comps = _hlo_computations(text)
+    bodies = {m.group(1) for lines in comps.values() for ln in lines
+              if (m := re.search(r"\bwhile\(.*?body=%?([\w.\-]+)", ln))}
+    in_loops = _closure(comps, bodies)
+    innermost = {b for b in bodies
+                 if not any(re.search(r"\bwhile\(", ln) for c in _closure(comps, [b]) for ln in comps[c])}
+    in_inner = _closure(comps, innermost)
+
+    def total(names):
+        out = dict.fromkeys(COLLECTIVES, 0)
+        for n in names:
+            for op, v in _count(comps[n]).items():
+                out[op] += v
+        return out
+    return {"loops": total(in_loops), "innermost": total(in_inner),
+            "outside": total(set(comps) - in_loops), "loop_count": len(bodies), "innermost_count": len(innermost)}
