@@ -38,7 +38,8 @@ if has memory; then
 fi
 # 5. Gradient tests on the GPU (every kernel path, bf16 and remat included).
 if has tests; then
-  timeout 240 python3 -m pytest -q -x -p no:cacheprovider tests/test_lstm_grad.py tests/test_tbptt.py \
+  # addopts cleared: pyproject's "-n 2" needs pytest-xdist, which the GPU image may lack
+  timeout 240 python3 -m pytest -q -x -p no:cacheprovider -o addopts= -m "not slow" tests/test_lstm_grad.py tests/test_tbptt.py \
     tests/test_precision.py tests/test_remat.py 2>&1 | tail -15 | tee "$OUT/tests_gpu.txt"
 fi
 # 6. The single-step peers of the README's speed table (one round).
