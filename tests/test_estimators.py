@@ -2,7 +2,6 @@
 (jaxdl.train.online_trainer): exactness against full BPTT and finite differences in float64,
 SnAp-1's exact case, UORO's unbiasedness (a check biased estimators fail), learning through
 the real loop, populations, resume, refusals, the Marschall add task and the study's smoke run."""
-import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -14,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from jaxdl.config.schema import EstimatorConfig, OptimConfig, RecurrentConfig
 from jaxdl.estimators import get_estimator, rtrl_memory_bytes, snap1_memory_bytes
 from jaxdl.estimators.online import param_size, state_size
 from jaxdl.estimators.snap1 import unit_mask
@@ -27,20 +27,13 @@ XENT = get_objective("xent")
 T, B, D, H, O = 5, 2, 3, 3, 3
 
 
-@dataclasses.dataclass(frozen=True)
-class Model:
-    name: str = "lstm"
-    hidden: int = 8
-    layers: int = 1
-    forget_bias: float | None = 1.0
-    dtype: str = "float32"
-    remat: str = "none"
+def Model(**kw):
+    """The stack's config (the typed RecurrentConfig), small by default."""
+    return RecurrentConfig(**{"hidden": 8, "forget_bias": 1.0, **kw})
 
 
-@dataclasses.dataclass(frozen=True)
-class Est:
-    name: str = "rtrl"
-    every: int = 10
+def Est(name="rtrl", every=10):
+    return EstimatorConfig(name, every)
 
 
 def _cell_or_skip(name):
@@ -238,15 +231,18 @@ class _Recorder:
 
 
 def _echo(lag=2, length=160, streams=4):
-    from jaxdl.tasks.synthetic import echo
-    return echo(0, lag=lag, vocab=2, length=length, streams=streams, test_length=200, val_length=0)
+    from jaxdl.tasks.synthetic import EchoConfig, echo
+    return echo(EchoConfig(lag=lag, vocab=2, length=length, streams=streams, test_length=200, val_length=0), 0)
+
+
+def _opt(lr=0.01, clip=1.0, injectable=False):
+    from jaxdl.optimizers import optimizers
+    return optimizers(OptimConfig("adam", lr, clip), injectable)
 
 
 def _trainer(est="rtrl", task=None, lr=0.02, injectable=False, **model):
     from jaxdl.train.online_trainer import online_trainer
-    from jaxdl.train.optim import optimizers
-    return online_trainer(task or _echo(), Model(**model), optimizers("adam", lr, 1.0, injectable=injectable),
-                          Est(est, 10), 0)
+    return online_trainer(task or _echo(), Model(**model), _opt(lr, injectable=injectable), Est(est, 10), 0)
 
 
 def test_online_rtrl_learns_echo_through_the_loop():
@@ -303,7 +299,8 @@ def test_a_population_member_equals_its_solo_run():
     for a, b in zip(jax.tree.leaves(pop["params"]), jax.tree.leaves(solo["params"])):
         np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b[1]), rtol=1e-5, atol=1e-7)
     other = next(j for j, r in enumerate(reps) if r == 1 and j != i)
-    assert not np.allclose(np.asarray(pop["params"]["readout"]["w"][other]), np.asarray(solo["params"]["readout"]["w"][1]))
+    w_other, w_solo = pop["params"]["readout"]["w"][other], solo["params"]["readout"]["w"][1]
+    assert not np.allclose(np.asarray(w_other), np.asarray(w_solo))
 
 
 def test_reset_policies_reset_the_influence_with_the_state():
@@ -320,7 +317,8 @@ def test_reset_policies_reset_the_influence_with_the_state():
     two = jax.tree.map(lambda a: jnp.concatenate([a, a]), one)
     for name in ("rtrl", "uoro"):          # SnAp-1's reset is RTRL's (zeros like the influence)
         est = get_estimator(name, XENT)
-        seq0 = (tuple(cells()["lstm"].carry(p, 2) for p in params["layers"]), est.init(params, 2, jax.random.PRNGKey(1)))
+        carry0 = tuple(cells()["lstm"].carry(p, 2) for p in params["layers"])
+        seq0 = (carry0, est.init(params, 2, jax.random.PRNGKey(1)))
         ends = {}
         for reset, data in (("batch", one), ("batch", two), ("never", two)):
             run_epoch, fresh, _ = make_online(est, sgd0, 30, 10, reset, lambda x: x)
@@ -348,27 +346,25 @@ def test_reset_policies_reset_the_influence_with_the_state():
 ])
 def test_refused_settings_name_themselves(setting, message):
     from jaxdl.train.online_trainer import online_trainer
-    from jaxdl.train.optim import optimizers
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace("'", ".")):
-        online_trainer(_echo(), Model(**setting.get("model", {})), optimizers("adam", 0.01),
+        online_trainer(_echo(), Model(**setting.get("model", {})), _opt(),
                        Est(setting.get("est", "rtrl"), setting.get("every", 10)), 0)
 
 
 def test_forget_bias_on_a_cell_without_a_forget_gate_is_refused():
     from jaxdl.train.online_trainer import online_trainer
-    from jaxdl.train.optim import optimizers
     other = sorted(n for n, c in cells().items() if "forget_bias" not in c.options)
     if not other:
         pytest.skip(f"no cell without a forget gate in jaxdl.models yet (GRU/Elman not merged): {sorted(cells())}")
     with pytest.raises(ValueError, match="model.forget_bias=1.0"):
-        online_trainer(_echo(), Model(name=other[0]), optimizers("adam", 0.01), Est(), 0)
+        online_trainer(_echo(), Model(name=other[0]), _opt(), Est(), 0)
 
 
 # ------------------------------------------------------------------------ the Marschall add task
 
 def test_marschall_add_targets_and_levels():
-    from jaxdl.tasks.marschall import add, add_levels
-    t = add(3, t1=2, t2=5, length=300, streams=3, test_length=50, val_length=0)
+    from jaxdl.tasks.marschall import MarschallAddConfig, add, add_levels
+    t = add(MarschallAddConfig(t1=2, t2=5, length=300, streams=3, test_length=50, val_length=0), 3)
     x, y, w = t.train.x[0, ..., 0], t.train.y[0, ..., 0], t.train.weight[0]
     np.testing.assert_allclose(y[5:], 0.5 + 0.5 * x[3:-2] - 0.25 * x[:-5])   # y(t) from x(t - t1), x(t - t2)
     assert set(np.unique(x)) == {0.0, 1.0} and abs(x.mean() - 0.5) < 0.05
@@ -381,13 +377,13 @@ def test_marschall_add_targets_and_levels():
     assert lv["no_memory"] > lv["t1_learned"] > lv["both_learned"]
     assert t.chance == lv["no_memory"] and t.loss == "binary_xent" and not t.higher_is_better
     with pytest.raises(ValueError, match="0 < t1 < t2"):
-        add(0, t1=4, t2=4)
+        add(MarschallAddConfig(t1=4, t2=4), 0)
 
 
 def test_online_trainer_runs_the_add_task_with_snap1():
-    from jaxdl.tasks.marschall import add
+    from jaxdl.tasks.marschall import MarschallAddConfig, add
     from jaxdl.train.loop import train_loop
-    task = add(0, t1=1, t2=3, length=200, streams=4, test_length=200, val_length=0)
+    task = add(MarschallAddConfig(t1=1, t2=3, length=200, streams=4, test_length=200, val_length=0), 0)
     res = train_loop(_trainer("snap1", task=task, hidden=8, lr=0.03), _Recorder(), epochs=4, members=1, verbose=0)
     assert res.per_member["test/loss"][0] < task.chance - 0.05    # below the no-memory level
 

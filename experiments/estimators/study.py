@@ -23,7 +23,6 @@ Nothing is selected on test data (no selection is made at all: every setting is 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -65,22 +64,6 @@ SMOKE = {
 ONLINE = ("rtrl", "uoro", "snap1")
 
 
-@dataclasses.dataclass(frozen=True)
-class Model:
-    name: str = "lstm"
-    hidden: int = 16
-    layers: int = 1
-    forget_bias: float | None = 1.0
-    dtype: str = "float32"
-    remat: str = "none"
-
-
-@dataclasses.dataclass(frozen=True)
-class Estimator:
-    name: str
-    every: int = 10
-
-
 class Quiet:
     """A Recorder (jaxdl.train.loop) that keeps the rows in memory and writes no files."""
     checkpoint_every = 10 ** 9
@@ -114,13 +97,15 @@ def methods(L: int, sz: dict) -> list[str]:
 
 def trainer_for(method: str, task, hidden: int, lr: float, every: int = 10):
     """The Trainer of a method name: "tbptt_k2_<k2>" (TBPTT(every, k2)) or an online estimator."""
+    from jaxdl.config.schema import EstimatorConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+    from jaxdl.optimizers import optimizers
     from jaxdl.train.online_trainer import online_trainer
-    from jaxdl.train.optim import optimizers
     from jaxdl.train.tbptt_trainer import tbptt_trainer
+    model, optim = RecurrentConfig(hidden=hidden), OptimConfig("adam", lr, 1.0)
     if method.startswith("tbptt"):
         k2 = int(method.rsplit("_", 1)[1])
-        return tbptt_trainer(task, hidden=hidden, lr=lr, clip=1.0, k1=every, k2=k2)
-    return online_trainer(task, Model(hidden=hidden), optimizers("adam", lr, 1.0), Estimator(method, every), 0)
+        return tbptt_trainer(task, model, optim, TBPTTConfig(every, k2), TrainConfig(), 0)
+    return online_trainer(task, model, optimizers(optim), EstimatorConfig(method, every), 0)
 
 
 def stats(xs) -> dict:
@@ -145,11 +130,11 @@ def train(method, task, hidden, lr, epochs, seeds, every=10) -> dict:
 # --------------------------------------------------------------------------- parts
 
 def learnability(sz: dict) -> dict:
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     c = sz["learn"]
     cells = []
     for L in c["lags"]:
-        task = echo(0, lag=L, **c["task"])
+        task = echo(EchoConfig(lag=L, **c["task"]), 0)
         for m in methods(L, sz):
             r = train(m, task, c["hidden"], c["lr"], c["epochs"], sz["seeds"], c["every"])
             acc = r["res"].per_member["test/accuracy"]
@@ -205,10 +190,10 @@ def _flat(tree):
 
 def quality(sz: dict) -> dict:
     """Cosines against the exact (RTRL) gradient at parameter snapshots of an RTRL run."""
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     from jaxdl.train.loop import train_loop
     c = sz["quality"]
-    task = echo(0, lag=c["lag"], **c["task"])
+    task = echo(EchoConfig(lag=c["lag"], **c["task"]), 0)
     probe = jax.tree.map(lambda a: jnp.asarray(a[0]), task.test)           # the stream the gradients are measured on
     epochs_per = 1
     tr = trainer_for("rtrl", task, c["hidden"], 0.01)
@@ -269,10 +254,11 @@ def _fit(hs, ts, top: int = 3) -> float | None:
 
 
 def cost(sz: dict) -> dict:
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     c = sz["cost"]
     every = 10
-    task = echo(0, lag=4, vocab=4, length=every * c["updates"], streams=c["streams"], test_length=10, val_length=0)
+    task = echo(EchoConfig(lag=4, vocab=4, length=every * c["updates"], streams=c["streams"], test_length=10,
+                           val_length=0), 0)
     rows = {m: [] for m in (*ONLINE, "tbptt")}
     for H in c["hiddens"]:
         for m in (*ONLINE, "tbptt"):
@@ -292,10 +278,10 @@ def cost(sz: dict) -> dict:
 
 def default_job(sz: dict) -> dict:
     """Updates/s at the default echo job's shapes, interleaved rounds, one process."""
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     c = sz["default"]
-    task = echo(0, lag=c["lag"], vocab=c["vocab"], length=c["length"], streams=c["streams"], test_length=10,
-                val_length=0)
+    task = echo(EchoConfig(lag=c["lag"], vocab=c["vocab"], length=c["length"], streams=c["streams"], test_length=10,
+                           val_length=0), 0)
     names = ["tbptt", *ONLINE]
     trs = {m: trainer_for("tbptt_k2_20" if m == "tbptt" else m, task, c["hidden"], 0.01) for m in names}
     fs, states = {}, {}
@@ -315,9 +301,9 @@ def default_job(sz: dict) -> dict:
 
 
 def add_part(sz: dict) -> dict:
-    from jaxdl.tasks.marschall import add, add_levels
+    from jaxdl.tasks.marschall import MarschallAddConfig, add, add_levels
     c = sz["add"]
-    task = add(0, t1=c["t1"], t2=c["t2"], **c["task"])
+    task = add(MarschallAddConfig(t1=c["t1"], t2=c["t2"], **c["task"]), 0)
     out = []
     for m in ["tbptt_k2_20", "tbptt_k2_4", *ONLINE]:
         r = train(m, task, c["hidden"], c["lr"], c["epochs"], sz["seeds"])
@@ -371,10 +357,13 @@ def figures(res: dict, out: Path) -> list[str]:
     for k, v in q["cosine"].items():
         a1.plot(q["at_update"], v, "o-", label=LABEL.get(k, k) + (" (one draw)" if k == "uoro" else ""))
     a1.plot(q["at_update"], q["uoro_mean_of_draws_cosine"], "o--", label=f"UORO (mean of {q['draws']})")
-    a1.set_xlabel("RTRL updates"); a1.set_ylabel("cosine with exact gradient"); a1.legend(fontsize=8)
+    a1.set_xlabel("RTRL updates")
+    a1.set_ylabel("cosine with exact gradient")
+    a1.legend(fontsize=8)
     a1.set_ylim(-0.2, 1.05)
     a2.semilogy(q["at_update"], q["uoro_relative_variance"], "o-")
-    a2.set_xlabel("RTRL updates"); a2.set_ylabel("UORO E|g - g*|^2 / |g*|^2")
+    a2.set_xlabel("RTRL updates")
+    a2.set_ylabel("UORO E|g - g*|^2 / |g*|^2")
     fig.tight_layout()
     fig.savefig(out / "gradient_quality.png", dpi=110)
     plt.close(fig)
@@ -389,8 +378,12 @@ def figures(res: dict, out: Path) -> list[str]:
         em = c["memory_exponent"][m]
         a2.loglog(hs, [max(r["seq_state_bytes"], 1) for r in rows], "o-",
                   label=f"{LABEL[m]} (slope {em:.1f})" if em else LABEL[m])
-    a1.set_xlabel("hidden units"); a1.set_ylabel("seconds per update"); a1.legend(fontsize=8)
-    a2.set_xlabel("hidden units"); a2.set_ylabel("bytes of carried state (influence + carry)"); a2.legend(fontsize=8)
+    a1.set_xlabel("hidden units")
+    a1.set_ylabel("seconds per update")
+    a1.legend(fontsize=8)
+    a2.set_xlabel("hidden units")
+    a2.set_ylabel("bytes of carried state (influence + carry)")
+    a2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "cost.png", dpi=110)
     plt.close(fig)
@@ -403,7 +396,9 @@ def figures(res: dict, out: Path) -> list[str]:
     for k, v in a["levels"].items():
         ax.axhline(v, color="gray", ls=":", lw=1)
         ax.text(0.02, v, k.replace("_", " "), fontsize=7, va="bottom", transform=ax.get_yaxis_transform())
-    ax.set_xlabel("epoch"); ax.set_ylabel("train loss (nats, mean of seeds)"); ax.legend(fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("train loss (nats, mean of seeds)")
+    ax.legend(fontsize=8)
     ax.set_title(f"Marschall add task, t1={a['t1']}, t2={a['t2']}")
     fig.tight_layout()
     fig.savefig(out / "add_task.png", dpi=110)
@@ -421,11 +416,12 @@ def tables(res: dict, sz: dict, mode: str) -> str:
              "| lag L | TBPTT(10, L/2) | TBPTT(10, 2L) | RTRL | UORO | SnAp-1 |", "|---|---|---|---|---|---|"]
     for lag in lags:
         ms = [c for c in L["cells"] if c["lag"] == lag]
-        lines.append(f"| {lag} | " + " | ".join(
-            (f"**{fmt(c['test'])}**" if c["test"]["mean"] >= L["learned_threshold"] else fmt(c["test"])) for c in ms) + " |")
+        bold = lambda c: f"**{fmt(c['test'])}**" if c["test"]["mean"] >= L["learned_threshold"] else fmt(c["test"])
+        lines.append(f"| {lag} | " + " | ".join(bold(c) for c in ms) + " |")
     lines += ["", f"Bold: learned (>= {L['learned_threshold']:.2f}); chance {L['chance']:.2f}.", "",
               "## Gradient quality (cosine with the exact gradient of the last 10 steps' loss)", "",
-              "| after updates | " + " | ".join(LABEL[k] + (" one draw" if k == "uoro" else "") for k in res["quality"]["cosine"])
+              "| after updates | "
+              + " | ".join(LABEL[k] + (" one draw" if k == "uoro" else "") for k in res["quality"]["cosine"])
               + " | UORO mean of draws | UORO relative variance |",
               "|---" * (len(res["quality"]["cosine"]) + 3) + "|"]
     q = res["quality"]
@@ -486,7 +482,8 @@ def main(argv=None):
         seconds[name] = time.perf_counter() - t0
         print(f"[study] {name} done in {seconds[name]:.0f} s", flush=True)
     res.update(seconds=seconds, total_s=sum(seconds.values()), measured_s=time.perf_counter() - t_all,
-               load_average=[round(x, 1) for x in os.getloadavg()], cpus=os.cpu_count(), mode="smoke" if a.smoke else "full")
+               load_average=[round(x, 1) for x in os.getloadavg()], cpus=os.cpu_count(),
+               mode="smoke" if a.smoke else "full")
     res["figures"] = figures(res, a.out)
     (a.out / "results.md").write_text(tables(res, sz, res["mode"]))
     (a.out / "results.json").write_text(json.dumps(res, indent=1, default=float))

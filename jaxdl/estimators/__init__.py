@@ -8,6 +8,9 @@ from jaxdl.estimators.rtrl import rtrl, rtrl_memory_bytes
 from jaxdl.estimators.snap1 import snap1, snap1_memory_bytes
 from jaxdl.estimators.uoro import uoro
 
+__all__ = ["Estimator", "ESTIMATORS", "get_estimator", "rtrl", "rtrl_memory_bytes", "snap1", "snap1_memory_bytes",
+           "uoro"]
+
 ESTIMATORS = {"rtrl": rtrl, "uoro": uoro, "snap1": snap1}
 
 

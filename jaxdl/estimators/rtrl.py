@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxdl.estimators.online import (Estimator, batch_step, hold, param_size, stack_step, state_size,
-                                     step_loss, zero_state)
+                                     step_loss)
 
 
 def _influence_zero(layers):

@@ -16,10 +16,13 @@ module's defaults (Marschall et al. vary them; pick the paper's values by argume
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from jaxdl.tasks.base import SeqTask
-from jaxdl.train.tbptt import Batch
+from jaxdl.config.fields import setting
+from jaxdl.data.batch import Batch
+from jaxdl.data.prepared import SeqTask
 
 
 def _xent(p_true, p_pred):
@@ -37,12 +40,23 @@ def add_levels(t1: int, t2: int) -> dict:
             "both_learned": _xent(y, y)}
 
 
-def add(seed: int, t1: int = 5, t2: int = 9, length: int = 2000, streams: int = 32,
-        test_length: int = 2000, val_length: int = 1000) -> SeqTask:
-    """x [T, B, 1] bits, y [T, B, 1] target probabilities; steps t < max(t1, t2) carry no
-    loss. Train, test and val streams are drawn in that order from one generator."""
+@dataclass(frozen=True)
+class MarschallAddConfig:
+    name: str = "marschall_add"
+    t1: int = setting(5, ge=1, doc="the near lag: y(t) reads x(t - t1)")
+    t2: int = setting(9, ge=2, doc="the far lag (t2 > t1)")
+    length: int = setting(2000, ge=1, doc="steps per stream per epoch")
+    streams: int = setting(32, ge=1, doc="parallel streams (the batch)")
+    test_length: int = setting(2000, ge=1)
+    val_length: int = setting(1000, ge=0, doc="0: no val split")
+
+
+def add(cfg: MarschallAddConfig, seed: int) -> SeqTask:
+    """x [T, B, 1] bits, y [T, B, 1] target probabilities; steps t < t2 carry no loss.
+    Train, test and val streams are drawn in that order from one generator."""
+    t1, t2, streams = cfg.t1, cfg.t2, cfg.streams
     if not 0 < t1 < t2:
-        raise ValueError(f"the add task needs 0 < t1 < t2, got t1={t1}, t2={t2}")
+        raise ValueError(f"task.t1={t1}, task.t2={t2}: the add task needs 0 < t1 < t2; set task.t2 above task.t1")
     rng = np.random.default_rng(seed)
     lead = t2
 
@@ -55,9 +69,9 @@ def add(seed: int, t1: int = 5, t2: int = 9, length: int = 2000, streams: int = 
         mask = np.ones((T, streams), np.float32)
         return Batch(x[None, :, :, None], y.astype(np.float32)[None, :, :, None], mask[None], w[None])
 
-    train, test = make(length), make(test_length)
+    train, test = make(cfg.length), make(cfg.test_length)
     lv = add_levels(t1, t2)
     return SeqTask("marschall_add", train, test, 1, 1, "binary_xent", "test/loss", lv["no_memory"],
                    f"no memory: loss {lv['no_memory']:.3f} nats; t1 learned: {lv['t1_learned']:.3f}; "
                    f"both learned: {lv['both_learned']:.3f}", higher_is_better=False,
-                   val=make(val_length) if val_length else None)
+                   val=make(cfg.val_length) if cfg.val_length else None)

@@ -20,14 +20,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdl.data.batch import Batch
+from jaxdl.data.prepared import SeqTask
 from jaxdl.estimators import get_estimator, rtrl_memory_bytes
 from jaxdl.models.cell import get_cell
-from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
+from jaxdl.models.rnn import rnn_carry
 from jaxdl.objectives import get_objective
-from jaxdl.tasks.base import SeqTask
 from jaxdl.train.loop import Trainer
-from jaxdl.train.tbptt import RESET_POLICIES, Batch
-from jaxdl.train.tbptt_trainer import _shuffle, evaluate_stream
+from jaxdl.train.tbptt import RESET_POLICIES, summarize
+from jaxdl.train.tbptt_trainer import _shuffle, evaluate_stream, init_params, stream_apply
 
 ONLINE = ("rtrl", "uoro", "snap1")
 
@@ -123,9 +124,10 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
                    shuffle: bool = True) -> Trainer:
     """A Trainer for a sequence task with an online estimator.
 
-    model: .name (cell), .hidden, .layers, .forget_bias (None: the cell's default), .dtype
-    ("float32"), .remat ("none"); opt: the pair train.optim.optimizers(...) returns;
-    estimator: .name ("rtrl" | "uoro" | "snap1"), .every (steps per optimizer update).
+    model: a RecurrentConfig (jaxdl.config.schema: .name the cell, .hidden, .layers,
+    .forget_bias (None: the cell's default), .hoist (evaluation only), .dtype "float32",
+    .remat "none"); opt: the pair jaxdl.optimizers.optimizers(...) returns; estimator: an
+    EstimatorConfig (.name "rtrl" | "uoro" | "snap1", .every steps per optimizer update).
     reset: the policy for state and influence (the task's own policy wins, as for TBPTT);
     shuffle: with reset="batch", the independent sequences are reshuffled every epoch.
     A member's noise key (UORO) is split from its init key, so it follows the run's seed.
@@ -137,10 +139,8 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
     est = get_estimator(estimator.name, objective)
     update_opt, member_optimizer = opt
     N, T, B = task.train.mask.shape
-    build = lambda key, fb: rnn_init(key, task.in_dim, model.hidden, task.out_dim, model.layers, model.name,
-                                     **({} if fb is None else {"forget_bias": fb}))
     if estimator.name == "rtrl":
-        shapes = jax.eval_shape(lambda: build(jax.random.PRNGKey(0), model.forget_bias))
+        shapes = jax.eval_shape(lambda: init_params(jax.random.PRNGKey(0), task, model, {}))
         need, have = rtrl_memory_bytes(shapes["layers"], B), device_memory_bytes()
         if need > have:
             raise ValueError(
@@ -149,20 +149,18 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
                 f"has {have / 2**30:.1f} GiB; use estimator=snap1 or uoro, or fewer hidden units or streams")
     encode = (lambda x: jax.nn.one_hot(x, task.in_dim)) if task.token_inputs else (lambda x: x)
     run_epoch, fresh_seq, U = make_online(est, update_opt, T, int(estimator.every), reset, encode)
-    apply_fn = lambda p, x, c, m: rnn_apply(p, encode(x), c, m)
+    apply_fn = stream_apply(task, model)
     train_static = jax.tree.map(jnp.asarray, task.train)
 
     def init(key, hp):
-        params = build(key, hp.get("model.forget_bias", model.forget_bias))
+        params = init_params(key, task, model, hp)
         seq = (rnn_carry(params, B), est.init(params, B, jax.random.split(key)[1]))
         return {"params": params, "opt_state": member_optimizer(hp).init(params), "seq": seq}
 
     def train_epoch(state, data):
         p, o, s, out = run_epoch(state["params"], state["opt_state"], state["seq"], data)
-        w = jnp.maximum(out["weight"].sum(), 1.0)
         return ({"params": p, "opt_state": o, "seq": s},
-                {"losses": out["sums"]["loss"].reshape(-1),
-                 "metrics": {k: v.sum() / w for k, v in out["sums"].items()}})
+                {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
 
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
