@@ -414,3 +414,24 @@ def test_study_smoke(tmp_path):
     assert (tmp_path / "results.md").read_text().count("|") > 20
     for name in res["figures"]:
         assert (tmp_path / name).stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_full_study_findings(tmp_path):
+    """The full study (about 16 minutes on 2 shared CPU cores) reproduces the README's
+    findings: RTRL learns echo L = 4 and beats truncation below the lag at L = 4, 8, 16;
+    UORO's single draws are the noisiest gradients, TBPTT(10, 20) the closest at L = 8; RTRL's
+    cost grows fastest with the hidden size, and its memory faster than the others'."""
+    script = ROOT / "experiments" / "estimators" / "study.py"
+    p = subprocess.run([sys.executable, str(script), "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=3600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res = json.loads((tmp_path / "results.json").read_text())
+    acc = {(c["lag"], c["method"]): c["test"]["mean"] for c in res["learnability"]["cells"]}
+    assert acc[4, "rtrl"] >= res["learnability"]["learned_threshold"]
+    for L in (4, 8, 16):
+        assert acc[L, "rtrl"] > acc[L, f"tbptt_k2_{L // 2}"] + 0.1, L
+    q = res["quality"]["cosine"]
+    assert np.mean(q["uoro"]) < np.mean(q["snap1"]) < np.mean(q["tbptt"])
+    e, m = res["cost"]["exponent"], res["cost"]["memory_exponent"]
+    assert e["rtrl"] > max(e["uoro"], e["snap1"]) and m["rtrl"] > max(m["uoro"], m["snap1"]) + 0.5
