@@ -394,7 +394,7 @@ def test_study_smoke(tmp_path):
     """The study end to end at tiny sizes: every part writes its numbers and figures."""
     script = ROOT / "experiments" / "estimators" / "study.py"
     p = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(tmp_path)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads((tmp_path / "results.json").read_text())
     spec = importlib.util.spec_from_file_location("estimators_study", script)
@@ -412,6 +412,8 @@ def test_study_smoke(tmp_path):
     cost = res["cost"]
     assert set(cost["exponent"]) == {"rtrl", "uoro", "snap1", "tbptt"}
     assert (tmp_path / "results.md").read_text().count("|") > 20
+    assert [c["method"] for c in res["add"]["cells"]] == sz["add"]["methods"]
+    assert sorted(res["figures"]) == ["add_task.png", "cost.png", "gradient_quality.png", "learnability.png"]
     for name in res["figures"]:
         assert (tmp_path / name).stat().st_size > 10_000
 

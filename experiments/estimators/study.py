@@ -46,6 +46,7 @@ FULL = {
     "cost": {"hiddens": [8, 16, 32, 64, 128], "rtrl_max_hidden": 64, "streams": 4, "updates": 2, "repeats": 3},
     "default": {"hidden": 64, "streams": 32, "vocab": 4, "lag": 8, "length": 20, "rounds": 1},
     "add": {"t1": 5, "t2": 9, "hidden": 16, "lr": 0.01, "epochs": 8,
+            "methods": ["tbptt_k2_20", "tbptt_k2_4", "rtrl", "uoro", "snap1"],
             "task": {"length": 400, "streams": 8, "test_length": 1000, "val_length": 0}},
 }
 
@@ -57,7 +58,7 @@ SMOKE = {
                 "task": {"vocab": 2, "length": 40, "streams": 2, "test_length": 40, "val_length": 0}},
     "cost": {"hiddens": [4, 8], "rtrl_max_hidden": 8, "streams": 2, "updates": 2, "repeats": 1},
     "default": {"hidden": 8, "streams": 4, "vocab": 4, "lag": 8, "length": 20, "rounds": 1},
-    "add": {"t1": 2, "t2": 4, "hidden": 4, "lr": 0.01, "epochs": 2,
+    "add": {"t1": 2, "t2": 4, "hidden": 4, "lr": 0.01, "epochs": 2, "methods": ["tbptt_k2_4", "snap1"],
             "task": {"length": 40, "streams": 2, "test_length": 40, "val_length": 0}},
 }
 
@@ -305,7 +306,7 @@ def add_part(sz: dict) -> dict:
     c = sz["add"]
     task = add(MarschallAddConfig(t1=c["t1"], t2=c["t2"], **c["task"]), 0)
     out = []
-    for m in ["tbptt_k2_20", "tbptt_k2_4", *ONLINE]:
+    for m in c["methods"]:
         r = train(m, task, c["hidden"], c["lr"], c["epochs"], sz["seeds"])
         out.append({"method": m, "test_loss": stats(r["res"].per_member["test/loss"]), "wall_s": r["wall_s"],
                     "curve": [x["row"].get("train/loss") for x in r["rows"]]})
