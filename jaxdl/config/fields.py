@@ -14,11 +14,11 @@ class ConfigError(ValueError):
     """A bad config value; the message names the key and the fix."""
 
 
-def setting(default: Any = dataclasses.MISSING, *, ge=None, gt=None, le=None, lt=None, choices=None,
+def setting(default: Any = dataclasses.MISSING, *, ge=None, gt=None, lt=None, choices=None,
             each_ge=None, factory=None, doc: str = ""):
-    """A dataclass field with its allowed values: numeric bounds (ge, gt, le, lt),
-    `choices`, `each_ge` (every element of a list), and a one-line `doc`."""
-    meta = {k: v for k, v in dict(ge=ge, gt=gt, le=le, lt=lt, choices=choices, each_ge=each_ge,
+    """A dataclass field with its allowed values: numeric bounds (ge, gt, lt), `choices`,
+    `each_ge` (every element of a list), and a one-line `doc`."""
+    meta = {k: v for k, v in dict(ge=ge, gt=gt, lt=lt, choices=choices, each_ge=each_ge,
                                   doc=doc).items() if v is not None and v != ""}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
@@ -45,7 +45,7 @@ def check(obj, prefix: str) -> None:
             raise ConfigError(f"{key}: must be one of {list(m['choices'])}, got {v!r} "
                               f"(set {key}={m['choices'][0]})")
         for name, ok, word in (("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
-                               ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")):
+                               ("lt", lambda a, b: a < b, "<")):
             if name in m and _number(v) and not ok(v, m[name]):
                 raise ConfigError(f"{key}: must be {word} {m[name]}, got {v} (set {key}=<a value {word} {m[name]}>)")
         if "each_ge" in m:

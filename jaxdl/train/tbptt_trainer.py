@@ -16,7 +16,7 @@ from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
 from jaxdl.optimizers import optimizers
 from jaxdl.train.loop import Trainer
-from jaxdl.train.tbptt import make_tbptt
+from jaxdl.train.tbptt import make_tbptt, summarize
 
 
 def stream_apply(task: SeqTask, model: RecurrentConfig):
@@ -54,7 +54,7 @@ def evaluate_stream(apply_fn, metrics_fn, init_carry, reset, params, batches: Ba
         return carry, ({k: (v * b.weight).sum() for k, v in m.items()}, b.weight.sum())
 
     _, (sums, w) = jax.lax.scan(body, init_carry(params, B), batches)
-    return {k: v.sum() / jnp.maximum(w.sum(), 1.0) for k, v in sums.items()}
+    return summarize({"sums": sums, "weight": w})
 
 
 def _shuffle(batches: Batch, rng: np.random.Generator) -> Batch:
@@ -95,9 +95,8 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
 
     def train_epoch(state, data):
         p, o, s, out = eng.run_epoch(state["params"], state["opt_state"], state["seq"], data)
-        w = jnp.maximum(out["weight"].sum(), 1.0)
         return ({"params": p, "opt_state": o, "seq": s},
-                {"losses": out["sums"]["loss"].reshape(-1), "metrics": {k: v.sum() / w for k, v in out["sums"].items()}})
+                {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
 
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
