@@ -152,12 +152,11 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
 
 def _changes(base: dict, c: dict, groups: tuple) -> list[str]:
     """What config `c` changes against `base`: `group=option` where it picks another option of
-    a group, then every value that differs from that option's own file."""
-    picks = {g: f"{g}={c[g]['name']}" for g in ("task", "model", "optim")
-             if c[g].get("name") != base[g].get("name")}
-    ref = _compose(list(picks.values())) if picks else base
-    out = [f"`{p}`" for g, p in picks.items() if g in groups]
-    for g in ("task", "model", "optim", "tbptt", "train"):
+    one of `groups`, then every value that differs from what those options' files give."""
+    picks = [f"{g}={c[g]['name']}" for g in groups if c[g].get("name") != base[g].get("name")]
+    ref = _compose(picks) if picks else base
+    out = [f"`{p}`" for p in picks]
+    for g in (("task",) if "task" in groups else ()) + ("model", "optim", "tbptt", "train"):
         out += _diff(ref[g], c[g], g + ".")
     return out
 
@@ -211,13 +210,14 @@ def generate() -> str:
         out += _table("model", cls, {"default": models[name]}) + [""]
 
     out += ["### `task=`", "",
-            "A task's kind decides its trainer, the models it runs (`model=` left out, it picks the first) "
-            "and which settings act (below).", "",
+            "A task's kind decides its trainer, the models it runs (the first is the one it runs when "
+            "`model=` is left out) and which settings act (below).", "",
             "| task | kind | models | the task file also sets |", "|---|---|---|---|"]
     composed = {}
     for name, entry in TASKS.items():
         composed[name] = c = _compose([f"task={name}"])
-        fits = sorted(cells()) if MODEL_KINDS[entry.kind] == "recurrent" else MODEL_KINDS[entry.kind]
+        fits = sorted(cells()) if MODEL_KINDS[entry.kind] == "recurrent" else list(MODEL_KINDS[entry.kind])
+        fits = [c["model"]["name"]] + [m for m in fits if m != c["model"]["name"]]     # its default first
         also = _changes(base, c, ("model", "optim"))
         out.append(f"| `{name}` | {entry.kind} | {', '.join(fits)} | {', '.join(also) or '-'} |")
     out.append("")
