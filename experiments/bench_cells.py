@@ -1,9 +1,10 @@
 """Forward + backward of one recurrent layer (GRU, Elman RNN; the LSTM beside them
 for cost), B=64 T=100 D=32, H=128 and 512, loss = mean((hs - y)^2) over every step:
 
-    custom     the cell's scan (jaxdl.models.gru / elman / lstm): the custom VJP
-    autodiff   the same forward scan (same hoist, same fused matmuls) differentiated by
-               JAX autodiff instead of the hand-written backward pass
+    custom     the hand-written VJP: the scan of jaxdl.models.gru and .lstm; for the
+               Elman RNN experiments/elman_vjp.py (jaxdl's Elman scan is autodiff)
+    autodiff   the same fused forward scan (same hoist, same matmuls) differentiated
+               by JAX autodiff: jaxdl.models.elman's scan
     reference  autodiff of the cell's plain reference scan (a lax.scan of its step)
     torch      torch.nn.GRU / torch.nn.RNN(nonlinearity="tanh") / torch.nn.LSTM
 
@@ -62,6 +63,9 @@ def _run_fn(cell, variant):
     from jaxdl.models.cell import get_cell
     hoist = lstm.default_hoist()
     carry = (lambda h0: (h0, h0)) if cell == "lstm" else (lambda h0: (h0,))
+    if variant == "custom" and cell == "rnn":
+        from elman_vjp import elman_scan_custom_vjp
+        return lambda p, xs, h0: elman_scan_custom_vjp(p, xs, h0, None, hoist)[0]
     if variant == "custom":
         scan = get_cell(cell).scan
         return lambda p, xs, h0: scan(p, xs, carry(h0), None, hoist)[0]
@@ -92,12 +96,19 @@ def jax_worker(H, reps):
     from jaxdl.models.cell import get_cell
     x, y = map(jnp.asarray, _data(H))
     h0 = jnp.zeros((B, H), jnp.float32)
-    calls = {}
+    calls, grads = {}, {}
     for cell, variant in JAX_VARIANTS:
         p = get_cell(cell).init(jax.random.PRNGKey(0), D, H, jnp.float32)
         run = _run_fn(cell, variant)
         g = jax.jit(jax.value_and_grad(lambda p, x, h0, y, run=run: ((run(p, x, h0) - y) ** 2).mean()))
         calls[f"{cell}/{variant}"] = (lambda g=g, p=p: jax.block_until_ready(g(p, x, h0, y)))
+        grads[(cell, variant)] = g(p, x, h0, y)[1]
+    for cell, variant in JAX_VARIANTS:   # every variant computes the reference's gradient
+        ref = grads.get((cell, "reference"))
+        if ref is not None:
+            err = max(float(jnp.abs(a - b).max() / (jnp.abs(b).max() + 1e-30))
+                      for a, b in zip(jax.tree.leaves(grads[(cell, variant)]), jax.tree.leaves(ref)))
+            assert err < 1e-4, f"{cell}/{variant}: gradient differs from the reference's by {err:.2e}"
     return _alternate(calls, reps)
 
 
