@@ -1,0 +1,68 @@
+"""Member-updates per second of a population against one member, in one process.
+
+    python experiments/bench_population.py [--members 1,16] [--rounds 3] [--length 2000]
+
+The default job's trainer (echo, LSTM hidden 64, TBPTT(10, 20), 32 streams) compiled as
+train_loop compiles it (jax.jit of jax.vmap(trainer.train_epoch)) once per member count;
+then the epochs of every count interleave, round after round, so a loaded machine's drift
+hits them alike. Prints each count's median member-updates/s, its rounds, and its ratio to
+the first count (the issue's target: 16 members >= 1.0x one member)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", default="1,16", help="member counts; ratios are to the first")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--length", type=int, default=2000, help="steps per stream (updates per epoch = length/10)")
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--json", default="")
+    a = ap.parse_args(argv)
+    import jax
+
+    from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+    from jaxdl.tasks.synthetic import EchoConfig, echo
+    from jaxdl.train.loop import init_members
+    from jaxdl.train.tbptt_trainer import tbptt_trainer
+
+    task = echo(EchoConfig(lag=8, length=a.length, streams=32, test_length=200, val_length=0), 0)
+    tr = tbptt_trainer(task, RecurrentConfig(hidden=a.hidden), OptimConfig(), TBPTTConfig(k1=10, k2=20),
+                       TrainConfig())
+    counts = [int(m) for m in a.members.split(",")]
+    epoch = jax.jit(jax.vmap(tr.train_epoch, in_axes=(0, None)))
+    inputs = tr.epoch_inputs(0)
+    states = {}
+    for m in counts:                                   # compile and warm up each count
+        s, out = epoch(init_members(tr, 0, m), inputs)
+        jax.block_until_ready(out)
+        states[m] = s
+    rates = {m: [] for m in counts}
+    for _ in range(a.rounds):
+        for m in counts:
+            t0 = time.perf_counter()
+            states[m], out = epoch(states[m], inputs)
+            jax.block_until_ready(out)
+            rates[m].append(tr.steps_per_epoch * m / (time.perf_counter() - t0))
+    med = {m: float(np.median(v)) for m, v in rates.items()}
+    print(f"population efficiency, echo hidden {a.hidden}, {tr.steps_per_epoch} updates per epoch, "
+          f"{a.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print("| members | member-updates/s (median) | rounds | per member vs first |")
+    print("|---|---|---|---|")
+    for m in counts:
+        print(f"| {m} | {med[m]:.1f} | {' '.join(f'{r:.0f}' for r in rates[m])} | {med[m] / med[counts[0]]:.2f}x |")
+    res = {"median": med, "rounds": rates, "ratio": {m: med[m] / med[counts[0]] for m in counts}}
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
+
+
+if __name__ == "__main__":
+    main()
