@@ -28,7 +28,8 @@ def read_text(source: str, path: str, data_dir: str) -> str:
     if source == "file":
         p = Path(path) if path else Path(data_dir) / "tinyshakespeare" / "input.txt"
         if not p.exists():
-            looked = f"task.path={p}" if path else f"{p} (data_dir/tinyshakespeare/input.txt; data_dir is $JAXDL_DATA, else data/)"
+            looked = (f"task.path={p}" if path else
+                      f"{p} (data_dir/tinyshakespeare/input.txt; data_dir is $JAXDL_DATA, else data/)")
             raise FileNotFoundError(
                 f"text file not found: looked at {looked}. Get it either way: (1) task.source=tfds, which downloads "
                 "tiny_shakespeare through tensorflow-datasets (needs a network once); (2) save tiny-shakespeare's "
