@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from jaxdl.search import spec as search_spec
 from jaxdl.train.optim import NAMES as OPTIMIZERS
 from jaxdl.train.tbptt import RESET_POLICIES
 
@@ -37,7 +38,8 @@ class RunSpec:
     seed: int
     data_dir: str
     extra: dict = field(default_factory=dict)
-    population: dict = field(default_factory=dict)   # "optim.lr" -> [values]: see jaxdl.train.population
+    population: dict = field(default_factory=dict)   # "optim.lr" -> [values] or a distribution (summary.json)
+    search: search_spec.SearchSpec = field(default_factory=search_spec.SearchSpec)   # jaxdl.search.spec
     # device mesh (jaxdl.run.mesh): {"replica", "data"} (-1: the devices left, resolved by the entry
     # point once the devices are known), "members" and "streams" (the counts they must divide)
     mesh: dict = field(default_factory=lambda: {"replica": 1, "data": 1, "members": 1, "streams": None})
@@ -168,21 +170,26 @@ def parse(cfg: DictConfig | dict) -> RunSpec:
     seed = c.get("seed")
     _need(isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0, "seed",
           f"must be a non-negative integer, got {seed!r}")
-    population = _check_population(c.get("population") or {}, kind, optim)
-    mesh = _check_mesh(c.get("mesh") or {}, kind, fn, task, tr.get("replicas", 1), population)
+    search = _check_population(c.get("population") or {}, kind, optim)
+    mesh = _check_mesh(c.get("mesh") or {}, kind, fn, task, tr.get("replicas", 1), search)
+    try:
+        search_spec.check_run(search, tr.get("replicas", 1), tr.get("epochs", 1), tr.get("eval_every", 1),
+                              mesh["replica"] if mesh["replica"] > 0 else 1)
+    except search_spec.SearchConfigError as err:
+        raise ConfigError(str(err)) from None
     dist = _check_dist(c.get("dist") or {})
     known_top = {"task", "model", "optim", "tbptt", "train", "logger", "seed", "data_dir", "experiment",
                  "population", "mesh", "dist"}
     for k in c:
         _need(k in known_top, k, f"is not a config key; known keys: {sorted(known_top)}")
     return RunSpec(name, kind, task, ModelSpec(mname, model), optim, tb, tr, lg, seed,
-                   str(c.get("data_dir", "")), population=population, mesh=mesh, dist=dist)
+                   str(c.get("data_dir", "")), population=search.varied, search=search, mesh=mesh, dist=dist)
 
 
 STREAM_KEYS = ("streams", "batch")   # the parameter of a TBPTT task that is its batches' B (split along mesh.data)
 
 
-def _check_mesh(mesh: dict, kind: str, fn, task: dict, replicas: int, population: dict) -> dict:
+def _check_mesh(mesh: dict, kind: str, fn, task: dict, replicas: int, search) -> dict:
     """mesh.replica / mesh.data -> {"replica", "data", "members", "streams"}; the checks that
     need no devices (jaxdl.run.mesh.check_mesh). The entry point resolves -1 against the
     devices after jax.distributed is set up."""
@@ -190,9 +197,7 @@ def _check_mesh(mesh: dict, kind: str, fn, task: dict, replicas: int, population
     _need(isinstance(mesh, dict), "mesh", "must be a mapping like mesh.replica=4 mesh.data=1")
     for k in mesh:
         _need(k in ("replica", "data"), f"mesh.{k}", "is not a mesh setting; the mesh has replica and data")
-    members = replicas
-    for values in population.values():
-        members *= len(values)
+    members = search.count(replicas)
     streams = None
     if kind == "sequence":
         params = inspect.signature(fn).parameters
@@ -231,33 +236,9 @@ def _check_dist(dist: dict) -> dict:
 POPULATION_KINDS = ("sequence", "classify")   # task kinds whose trainers take population values
 
 
-def _check_population(pop: dict, kind: str, optim: dict) -> dict:
-    """population.<group>.<key>: [values] -> {"group.key": [values]} for the keys that are set."""
-    from jaxdl.train.population import KEYS, SHAPE_KEYS
-    _need(isinstance(pop, dict), "population", "must be a mapping like population.optim.lr=[0.001,0.01]")
-    flat = {}
-    for group, keys in pop.items():
-        _need(isinstance(keys, dict), f"population.{group}", "must be a mapping, e.g. population.optim.lr=[...]")
-        for k, v in keys.items():
-            if v is not None:
-                flat[f"{group}.{k}"] = v
-    for key, v in flat.items():
-        _need(key not in SHAPE_KEYS, f"population.{key}",
-              f"changes array shapes, so it cannot vary inside one compiled program; sweep it with Hydra "
-              f"multirun instead: ./launch.sh -m {key}=<a>,<b>")
-        _need(key in KEYS, f"population.{key}", f"cannot take a list; a population varies {list(KEYS)}")
-        _need(isinstance(v, list) and len(v) > 0 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                         for x in v),
-              f"population.{key}", f"must be a non-empty list of numbers, e.g. [0.001,0.01], got {v!r}")
-        if key in ("optim.lr",):
-            _need(all(x > 0 for x in v), f"population.{key}", f"values must be > 0, got {v}")
-        if key in ("optim.clip", "optim.weight_decay"):
-            _need(all(x >= 0 for x in v), f"population.{key}", f"values must be >= 0, got {v}")
-    if flat:
-        _need(kind in POPULATION_KINDS, "population",
-              f"this task's trainer ({kind}) trains one fixed configuration; populations run with the TBPTT "
-              "and classifier tasks (echo, adding, sine, textgen, digits, mnist); sweep with Hydra multirun")
-    if "optim.weight_decay" in flat:
-        _need(optim.get("name") == "adamw", "population.optim.weight_decay",
-              f"only optim=adamw has a weight decay; add optim=adamw (optimizer now: {optim.get('name')})")
-    return flat
+def _check_population(pop: dict, kind: str, optim: dict) -> search_spec.SearchSpec:
+    """population.* -> SearchSpec: grid lists, distributions, samples, schedule (jaxdl.search.spec)."""
+    try:
+        return search_spec.parse(pop, kind, optim, POPULATION_KINDS)
+    except search_spec.SearchConfigError as err:
+        raise ConfigError(str(err)) from None

@@ -12,6 +12,8 @@ from jaxdl.run.mesh import placement_for
 from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import builder, call_task
 from jaxdl.run.metrics import final_and_best
+from jaxdl.search import draw, summary as search_summary
+from jaxdl.search.run import SearchRun
 from jaxdl.train import population
 from jaxdl.train.loop import Trainer, train_loop
 
@@ -84,13 +86,18 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
     trainer, facts = make_trainer(task, spec)
     tr = spec.train
     epochs = epochs_of(task, spec)
-    hps, replica_of = population.members(spec.population, tr["replicas"])
+    hps, replica_of = draw.members(spec.search, tr["replicas"], spec.seed)
     placement = placement_for(spec.mesh)      # None on one device: the loop as always
-    res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=len(hps),
+    run = ctx
+    if spec.search.schedule != "none":        # halving / pbt: rows under member ids, the schedule's hook
+        run = SearchRun(ctx, spec.search, members=len(hps), epochs=epochs, seed=spec.seed,
+                        score=monitored(task, trainer), higher=task.higher_is_better)
+    res = train_loop(trainer, run, epochs=epochs, seed=spec.seed, members=len(hps),
                      hparams=population.stacked(hps) if spec.population else None, replica_of=replica_of,
                      eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=f"{facts.pop('desc')} on {jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
-                     show=("train/loss", monitored(task, trainer), task.headline), placement=placement)
+                     show=("train/loss", monitored(task, trainer), task.headline), placement=placement,
+                     schedule=run.schedule if run is not ctx else None)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
@@ -107,9 +114,13 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
            "char_accuracy": True}
     if spec.population:
         extra["population"] = spec.population
+    if spec.search.schedule != "none":
+        extra["search"] = spec.search.summary()
+    records = search_summary.records(spec.search, ctx.metrics.read(), member_records(ctx, task, hps, replica_of, hib),
+                                     task.headline, task.higher_is_better, epochs)
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
     summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
-                                 **member_records(ctx, task, hps, replica_of, hib)}, hib, done.get("final"))
+                                 **records}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
     if len(hps) > 1 and task.headline in summary.get("replica_stats", {}):
         st = summary["replica_stats"][task.headline]
