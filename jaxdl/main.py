@@ -55,7 +55,8 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One run; returns its val headline (jaxdl.search.objective), what a sweeper optimizes."""
     try:
         spec = parse(cfg)
     except ConfigError as e:
@@ -80,7 +81,7 @@ def main(cfg: DictConfig) -> None:
     group, name = _group_and_name()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     try:
-        run(spec, run_dir, resolved, group, name)
+        summary = run(spec, run_dir, resolved, group, name)
     except Exception as e:  # a clear last line, non-zero exit; the traceback is in the run's log
         from jaxdl.run.signals import PREEMPTED_EXIT_CODE
         from jaxdl.train.errors import Preempted, TrainingDiverged
@@ -91,6 +92,8 @@ def main(cfg: DictConfig) -> None:
             print(f"[jaxdl] error: {e}", file=sys.stderr)
             sys.exit(1)
         raise
+    from jaxdl.search.objective import objective
+    return objective(summary)
 
 
 if __name__ == "__main__":
