@@ -173,11 +173,11 @@ def test_a_pbt_run_records_lineage_and_its_values_change_the_training(tmp_path):
     events = [r for r in rows if "pbt" in r]
     assert sorted({r["epoch"] for r in events}) == [1, 2] and all(sum(r["epoch"] == e for r in events) == 1
                                                                 for e in (1, 2))     # floor(4 * 0.25) = 1
-    hp = {(r["member"], r["epoch"]): r["hp"]["optim.lr"] for r in rows if "hp" in r}
+    hp = {(int(r["member"]), int(r["epoch"])): r["hp"]["optim.lr"] for r in rows if "hp" in r}
     drawn = {m["member"]: m["hparams"]["optim.lr"] for m in s["members"]}
     assert all(hp[(i, 1)] == pytest.approx(drawn[i], rel=1e-6) for i in range(4))
     for e in events:        # after the copy the member trains with the donor's value times the factor
-        i, j, t = e["member"], e["pbt"]["from"], e["epoch"]
+        i, j, t = int(e["member"]), int(e["pbt"]["from"]), int(e["epoch"])
         assert hp[(i, t + 1)] == pytest.approx(hp[(j, t)] * e["pbt"]["factors"]["optim.lr"], rel=1e-6)
         assert e["pbt"]["factors"]["optim.lr"] in (pytest.approx(0.8), pytest.approx(1.25))
         assert s["members"][i]["copies"][[c["epoch"] for c in s["members"][i]["copies"]].index(t)]["from"] == j
