@@ -186,6 +186,15 @@ def test_a_pbt_run_records_lineage_and_its_values_change_the_training(tmp_path):
     assert line[-1]["member"] == sel["member"] and line[-1]["to_epoch"] == 3 and line[0]["from_epoch"] == 1
     assert [h["epoch"] for h in sel["hp_schedule"]] == [1, 2, 3]
     assert sel["hp_schedule"][-1]["optim.lr"] == sel["hp_final"]["optim.lr"]
+    # the report's figures of the run, and its best val so far against wall time
+    from jaxdl.search.report import best_so_far, figures
+    paths = figures(d, tmp_path / "fig")
+    assert sorted(p.name for p in paths) == ["best_vs_wall.png", "lineage.png", "members.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    prog = json.loads((d / "progress.json").read_text())
+    pts = best_so_far(rows, "val/accuracy", True, prog)
+    assert pts[-1][1] == max(r["val/accuracy"] for r in rows if "member" in r and "val/accuracy" in r)
+    assert all(b[1] >= a[1] and b[0] >= a[0] for a, b in zip(pts, pts[1:]))
 
 
 def _launch(args):
@@ -250,3 +259,18 @@ def test_the_optuna_preset_runs_a_three_trial_search_on_val(tmp_path):
     vals = [s["final"]["val/accuracy"] for s in summaries]
     assert best["best_value"] == pytest.approx(max(vals), rel=1e-9)
     assert set(best["best_params"]) == {"model.hidden", "tbptt.k2", "optim.lr"}
+
+
+def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_run_dirs(tmp_path):
+    """experiments/search/study.py --smoke: every method at tiny sizes, one seed."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("search_study", ROOT / "experiments" / "search" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    res = study.main(["--smoke", "--out", str(tmp_path)])
+    for name in ("grid", "random", "halving", "pbt", "full16"):
+        s = json.loads((tmp_path / "runs" / name / "seed0" / "summary.json").read_text())
+        assert res[name]["val"]["mean"] == s["selection"]["val"] and res[name]["test"]["mean"] == s["selection"]["test"]
+    assert res["halving"]["member_epochs"]["mean"] == 4 + 2            # 4 members 1 epoch, then 2
+    assert res["full16"]["member_epochs"]["mean"] == 8
+    assert (tmp_path / "best_val_vs_wall.png").stat().st_size > 1000 and "| halving |" in (tmp_path / "results.md").read_text()

@@ -75,16 +75,9 @@ def train(sz: dict, runs: Path) -> dict[str, float]:
 
 def curve(run_dir: Path, by: str, higher: bool) -> list[tuple[float, float]]:
     """[(wall s at the end of epoch e, best val over the members evaluated so far)]."""
+    from jaxdl.search.report import best_so_far
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    wall = json.loads((run_dir / "progress.json").read_text())
-    best, out = None, []
-    for e in sorted({int(r["epoch"]) for r in rows}):
-        vals = [r[by] for r in rows if int(r["epoch"]) == e and "member" in r and by in r]
-        if vals:
-            v = max(vals) if higher else min(vals)
-            best = v if best is None else (max(best, v) if higher else min(best, v))
-        out.append((wall[str(e)]["wall_time_s"], best))
-    return out
+    return best_so_far(rows, by, higher, json.loads((run_dir / "progress.json").read_text()))
 
 
 def collect(sz: dict, runs: Path) -> dict:
