@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -58,18 +59,21 @@ def methods(sz: dict) -> dict[str, list[str]]:
 
 
 def train(sz: dict, runs: Path) -> dict[str, float]:
-    """One Hydra multirun per method over the seeds; -> seconds per method (process time)."""
+    """Every method's run of a seed, then the next seed (methods interleaved, so load that
+    drifts falls on all of them); one process per run. -> process seconds per method."""
     env = {**os.environ, "WANDB_MODE": "disabled", "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu")}
-    seconds = {}
-    for name, pop in methods(sz).items():
-        seeds = ",".join(map(str, sz["seeds"]))
-        cmd = [sys.executable, "-m", "jaxdl.main", "-m", *sz["task"], f"train.epochs={sz['epochs']}", *pop, *QUIET,
-               f"seed={seeds}", f"hydra.sweep.dir={runs / name}", "hydra.sweep.subdir=seed${seed}"]
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        seconds[name] = time.perf_counter() - t0
-        if p.returncode:
-            raise SystemExit(f"{name} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
+    seconds: dict[str, float] = {}
+    for seed in sz["seeds"]:
+        for name, pop in methods(sz).items():
+            run_dir = runs / name / f"seed{seed}"
+            shutil.rmtree(run_dir, ignore_errors=True)       # a run dir left from before would resume
+            cmd = [sys.executable, "-m", "jaxdl.main", *sz["task"], f"train.epochs={sz['epochs']}", *pop, *QUIET,
+                   f"seed={seed}", f"hydra.run.dir={run_dir}"]
+            t0 = time.perf_counter()
+            p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+            if p.returncode:
+                raise SystemExit(f"{name} seed {seed} failed:\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
     return seconds
 
 
@@ -135,7 +139,7 @@ def table(res: dict, seconds: dict, sz: dict, load: str) -> str:
                      f"{r['test']['std']:.4f} | {r['wall_s']['mean']:.1f} ± {r['wall_s']['std']:.1f} |")
     ratios = res["halving_vs_full16_wall"]
     lines += ["", f"halving (16 members, keep 0.5) against the full 16-member population, wall time per seed "
-                  f"(same command, same drawn members, interleaved in one study run): "
+                  f"(same drawn members, runs interleaved with the other methods in one study run): "
                   f"{', '.join(f'{x:.2f}' for x in ratios)}", "",
               "process seconds per method (all seeds, incl. start-up): "
               + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), ""]
