@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl.config import ConfigError, parse
+from jaxdl.configure import ConfigError, parse
 from jaxdl.search import draw, hparams, schedules
 from tests.helpers import ROOT, TINY_ECHO, compose_cfg, run_inprocess
 
@@ -119,8 +119,9 @@ def test_halving_keeps_the_top_half_by_val_and_survivors_equal_their_full_popula
 
 def _injected_state(lrs, seed=0):
     """A member-stacked state {"params", "opt_state"} with inject_hyperparams Adam, one lr each."""
-    from jaxdl.train.optim import optimizers
-    _, member = optimizers("adam", 0.01, injectable=True)
+    from jaxdl.config import OptimConfig
+    from jaxdl.optimizers import optimizers
+    _, member = optimizers(OptimConfig("adam", 0.01), injectable=True)
 
     def init(key, lr):
         p = {"w": jax.random.normal(key, (3, 2)), "b": jax.random.normal(jax.random.fold_in(key, 1), (2,))}
@@ -273,4 +274,5 @@ def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_
         assert res[name]["val"]["mean"] == s["selection"]["val"] and res[name]["test"]["mean"] == s["selection"]["test"]
     assert res["halving"]["member_epochs"]["mean"] == 4 + 2            # 4 members 1 epoch, then 2
     assert res["full16"]["member_epochs"]["mean"] == 8
-    assert (tmp_path / "best_val_vs_wall.png").stat().st_size > 1000 and "| halving |" in (tmp_path / "results.md").read_text()
+    assert (tmp_path / "best_val_vs_wall.png").stat().st_size > 1000
+    assert "| halving |" in (tmp_path / "results.md").read_text()

@@ -123,9 +123,11 @@ def _setting(pop: dict, name: str):
     return pop.get(name)
 
 
-def parse(pop: dict, kind: str, optim: dict, population_kinds: tuple = ("sequence", "classify")) -> SearchSpec:
+def parse(pop: dict, kind: str, optim: str, model: str | None = None,
+          population_kinds: tuple = ("stream", "classify")) -> SearchSpec:
     """The population block of a composed config -> SearchSpec. `kind` is the task's
-    trainer kind; `optim` the optimizer block (weight decay needs adamw)."""
+    trainer kind; `optim` the optimizer's name (weight decay needs adamw), `model` the
+    model's (forget_bias needs lstm)."""
     _need(isinstance(pop, dict), "population", "must be a mapping like population.optim.lr=[0.001,0.01]")
     grid, draws = {}, {}
     for group, keys in pop.items():
@@ -206,8 +208,11 @@ def parse(pop: dict, kind: str, optim: dict, population_kinds: tuple = ("sequenc
               f"this task's trainer ({kind}) trains one fixed configuration; populations run with the TBPTT "
               "and classifier tasks (echo, adding, sine, textgen, digits, mnist); sweep with Hydra multirun")
     if "optim.weight_decay" in grid or "optim.weight_decay" in draws:
-        _need(optim.get("name") == "adamw", "population.optim.weight_decay",
-              f"only optim=adamw has a weight decay; add optim=adamw (optimizer now: {optim.get('name')})")
+        _need(optim == "adamw", "population.optim.weight_decay",
+              f"only optim=adamw has a weight decay; add optim=adamw (optimizer now: {optim})")
+    if "model.forget_bias" in grid or "model.forget_bias" in draws:
+        _need(model == "lstm", "population.model.forget_bias",
+              f"only model=lstm has a forget gate (model now: {model})")
     return SearchSpec(grid, draws, samples or 0, schedule, every or 0, float(keep), float(truncate),
                       tuple(float(f) for f in perturb))
 

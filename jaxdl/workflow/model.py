@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl.train.optim import make_optimizer
+from jaxdl.optimizers import make_optimizer
 from jaxdl.workflow.layers import LSTM, RepeatVector
 
 EPS = 1e-7
