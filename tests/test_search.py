@@ -210,7 +210,7 @@ def _ckpt(run_dir, epoch):
     return {k: np.asarray(v) for k, v in tree.items()}
 
 
-@pytest.mark.parametrize("schedule", ["halving", "pbt"])
+@pytest.mark.parametrize("schedule", ["halving", pytest.param("pbt", marks=pytest.mark.slow)])
 def test_a_killed_search_run_resumes_bit_identical(tmp_path, schedule):
     """SIGKILL after the checkpoint that follows the first decision; the relaunch restores
     the survivors (halving) or the exploited state (pbt) and ends bit-identical to a run

@@ -16,6 +16,7 @@ its selection on val (summary.json "selection"), whose test value is reported.
 
     ./launch.sh py experiments/search/study.py                  # the study (about 10 min on 2 cores)
     ./launch.sh py experiments/search/study.py --smoke --out /tmp/s   # tiny sizes (CI)
+    ./launch.sh py experiments/search/study.py --report-only          # the tables and figure from runs/
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT))          # run as a script: jaxdl from this checkout
 QUIET = ["logger.mode=disabled", "train.progress=false", "train.checkpoint_every=1"]
 LR = "{loguniform:[0.0003,0.3]}"
 FB = "{uniform:[0.0,2.0]}"
@@ -142,7 +144,7 @@ def table(res: dict, seconds: dict, sz: dict, load: str) -> str:
                   f"(same drawn members, runs interleaved with the other methods in one study run): "
                   f"{', '.join(f'{x:.2f}' for x in ratios)}", "",
               "process seconds per method (all seeds, incl. start-up): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in seconds.items()), ""]
+              + (", ".join(f"{k} {v:.0f}" for k, v in seconds.items()) or "not measured (--report-only)"), ""]
     return "\n".join(lines)
 
 
@@ -150,13 +152,16 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one seed (CI)")
     ap.add_argument("--out", default=None, help="where results and runs/ go (default: experiments/search)")
+    ap.add_argument("--report-only", action="store_true", help="read the existing OUT/runs, train nothing")
     a = ap.parse_args(argv)
     sz = SMOKE if a.smoke else FULL
     out = Path(a.out) if a.out else HERE
     runs = out / "runs"
     out.mkdir(parents=True, exist_ok=True)
     load = open("/proc/loadavg").read().split()[:3] if os.path.exists("/proc/loadavg") else ["?"]
-    seconds = train(sz, runs)
+    if a.report_only:
+        load = ["not measured (--report-only: the load while training is in README.md)"]
+    seconds = {} if a.report_only else train(sz, runs)
     res = collect(sz, runs)
     res["seconds"], res["load"] = seconds, " ".join(load)
     figure(res, out)
