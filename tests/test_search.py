@@ -276,3 +276,16 @@ def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_
     assert res["full16"]["member_epochs"]["mean"] == 8
     assert (tmp_path / "best_val_vs_wall.png").stat().st_size > 1000
     assert "| halving |" in (tmp_path / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_search_study_halving_picks_what_the_full_population_picks(tmp_path):
+    """The full study (about 25 min on 2 loaded cores): per seed, halving's selection is the
+    full 16-member population's, at under half its member-epochs."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("search_study", ROOT / "experiments" / "search" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    res = study.main(["--out", str(tmp_path)])
+    for h, f in zip(res["halving"]["runs"], res["full16"]["runs"]):
+        assert h["val"] == pytest.approx(f["val"], abs=1e-3) and h["member_epochs"] < f["member_epochs"] / 2
