@@ -53,7 +53,7 @@ class SearchSpec:
     every: int = 0                                  # epochs per rung (halving) / between exploits (pbt)
     keep: float = DEFAULTS["keep"]
     truncate: float = DEFAULTS["truncate"]
-    perturb: tuple = DEFAULTS["perturb"]
+    perturb: list = field(default_factory=lambda: list(DEFAULTS["perturb"]))   # a list: as JSON writes it
 
     @property
     def varied(self) -> dict:
@@ -214,7 +214,7 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
         _need(model == "lstm", "population.model.forget_bias",
               f"only model=lstm has a forget gate (model now: {model})")
     return SearchSpec(grid, draws, samples or 0, schedule, every or 0, float(keep), float(truncate),
-                      tuple(float(f) for f in perturb))
+                      [float(f) for f in perturb])
 
 
 def rung_sizes(search: SearchSpec, members: int, epochs: int) -> list[tuple[int, int]]:
