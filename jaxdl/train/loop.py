@@ -138,7 +138,8 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                stop_on_rise: str | None = None, higher_is_better: bool = False,
                verbose: int = 1, desc: str = "train",
                label: Callable[[str], str] = lambda k: k, show: tuple | None = None,
-               hparams: dict | None = None, replica_of=None, placement=None) -> LoopResult:
+               hparams: dict | None = None, replica_of=None, placement=None,
+               schedule: Callable | None = None) -> LoopResult:
     """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
 
     Member r's init key is fold_in(PRNGKey(seed), replica_of[r]) (default r): it does not
@@ -151,7 +152,12 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     and `show` picks the metrics the bar or lines show (None: all), for display only.
     placement (jaxdl.run.mesh.Placement; None: one device, as always): lays the state,
     each epoch's inputs and the splits out on a device mesh (members along `replica`,
-    trainer.data_axes along `data`); XLA inserts the collectives."""
+    trainer.data_axes along `data`); XLA inserts the collectives.
+    schedule (jaxdl.search.run.SearchRun.schedule; None: none): called after each epoch's
+    rows are logged and before its checkpoint, `state, per_member = schedule(epoch + 1,
+    state, per_member)`; it may replace the state (PBT) or keep fewer members on the
+    leading axis (halving: the jitted epoch retraces for the new count; the epoch after a
+    change is not timed). Rows go on naming members by their slot on that axis."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if state is None:
@@ -172,14 +178,16 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)
+    member_axis = members is not None and members > 1          # rows per member, as many as there are now
+    n_members = jax.tree.leaves(state)[0].shape[0] if members is not None else 1
+    untimed = start
     prev = None
     if stop_on_rise:
         prev = next((r[stop_on_rise] for r in reversed(run.rows()) if stop_on_rise in r), None)
     progress = Progress(verbose, start, epochs, desc, label, show)
-    timed_epochs, timed_s = 0, 0.0
+    timed_epochs, timed_s, timed_updates = 0, 0.0, 0
     per_member: dict = {}
     stopped = None
-    n_members = members or 1
     epoch = start
     try:
         for epoch in range(start, epochs):
@@ -192,9 +200,10 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                 raise TrainingDiverged(epoch + 1, epoch * trainer.steps_per_epoch + bad + 1, run.last_checkpoint())
             state = new_state
             wall += dt
-            if epoch > start:                             # the first epoch after (re)start compiles
+            if epoch > untimed:                           # the first epoch after (re)start compiles
                 timed_epochs += 1
                 timed_s += dt
+                timed_updates += trainer.steps_per_epoch * n_members
             row = {"epoch": epoch + 1, "step": (epoch + 1) * trainer.steps_per_epoch}
             vals, per_member_train = _means(out["metrics"], "train")
             row.update(vals)
@@ -206,12 +215,12 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                     row.update(vals)
                     per_member.update(per)
             member_rows = []
-            if members is not None and members > 1:
+            if member_axis:
                 member_rows = [{"epoch": row["epoch"], "step": row["step"], "member": i,
                                 **{k: v[i] for k, v in per_member.items() if k in row}}
-                               for i in range(members)]
+                               for i in range(n_members)]
             run.log(row, member_rows)
-            rate = (timed_epochs * trainer.steps_per_epoch * n_members / timed_s) if timed_s else None
+            rate = (timed_updates / timed_s) if timed_s else None
             progress.update(epoch + 1, row, rate)
             if evaluated and trainer.announce is not None:
                 line = trainer.announce(epoch + 1, row)
@@ -225,6 +234,12 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                     progress.write(f"[jaxdl] {stop_on_rise} got worse ({prev:.4f} -> {v:.4f}): stopping")
                     stopped = epoch + 1
                 prev = v
+            if schedule is not None:
+                state, per_member = schedule(epoch + 1, state, per_member)
+                if jax.tree.leaves(state)[0].shape[0] != n_members:
+                    n_members, untimed = jax.tree.leaves(state)[0].shape[0], epoch + 1
+                if placement is not None:
+                    state = placement.state(state)
             signal_name = run.stop_requested()
             if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or signal_name:
                 run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
@@ -235,5 +250,5 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     finally:
         progress.close()
     return LoopResult(state, per_member, epoch + 1 if epochs > start else start, stopped, wall,
-                      (timed_epochs * trainer.steps_per_epoch * n_members / timed_s) if timed_s else None,
+                      (timed_updates / timed_s) if timed_s else None,
                       (timed_s / timed_epochs) if timed_epochs else None)
