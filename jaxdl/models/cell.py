@@ -35,9 +35,6 @@ import pkgutil
 from functools import cache
 from typing import Callable, NamedTuple
 
-import jax
-import jax.numpy as jnp
-
 
 class Cell(NamedTuple):
     name: str
@@ -55,23 +52,6 @@ class Cell(NamedTuple):
 def hidden_of(params) -> int:
     """H of a cell's params: the recurrent weight is [H, G*H]."""
     return params.wh.shape[0]
-
-
-def masked_reference(cell_step: Callable, output: Callable):
-    """reference(params, xs, carry, mask, compute_dtype) from a step function: a plain
-    lax.scan that holds the state where mask is 0. compute_dtype is accepted for the
-    interface and ignored by cells whose step has no mixed-precision path."""
-    def reference(params, xs, carry, mask=None, compute_dtype=None):
-        def body(c, inp):
-            x, m = inp
-            c2 = cell_step(params, c, x)
-            if m is not None:
-                mm = m[:, None].astype(bool)
-                c2 = jax.tree.map(lambda new, old: jnp.where(mm, new, old), c2, c)
-            return c2, output(c2)
-        carry, hs = jax.lax.scan(body, carry, (xs, mask))
-        return hs, carry
-    return reference
 
 
 @cache

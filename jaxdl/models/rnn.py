@@ -38,7 +38,8 @@ def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell:
     c = get_cell(cell)
     unknown = set(options) - set(c.options)
     if unknown:
-        raise ValueError(f"cell {cell!r} takes no option {sorted(unknown)}; it takes {list(c.options)}")
+        raise ValueError(f"cell {cell!r} takes no option {sorted(unknown)} (it takes {list(c.options) or 'none'}); "
+                         f"remove {', '.join(sorted(unknown))}")
     keys = jax.random.split(key, layers + 1)
     stack = [c.init(keys[i], in_dim if i == 0 else hidden, hidden, dtype, **options) for i in range(layers)]
     return {"layers": stack, "readout": dense_init(keys[-1], hidden, out_dim, dtype)}
