@@ -43,12 +43,12 @@ def test_gpu_step_benchmark_smoke_prints_both_modes_and_bf16(experiments, tmp_pa
 def test_workload_echo_data_is_the_echo_task(experiments):
     """The benchmark's numpy-only echo (the GPU image has no Hydra) draws exactly what
     jaxdl.tasks.synthetic.echo draws for the default job."""
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     bench = experiments[1]
     cfg = bench.WORKLOADS["echo"]
     (xs, ys, ws), (xt, yt, wt), V = bench.echo_data(0, **cfg)
-    task = echo(0, lag=cfg["lag"], vocab=cfg["vocab"], length=cfg["length"], streams=cfg["streams"],
-                test_length=cfg["test_length"])
+    task = echo(EchoConfig(lag=cfg["lag"], vocab=cfg["vocab"], length=cfg["length"], streams=cfg["streams"],
+                           test_length=cfg["test_length"]), 0)
     np.testing.assert_array_equal(np.eye(V)[xs], task.train.x[0])
     np.testing.assert_array_equal(ys, task.train.y[0])
     np.testing.assert_array_equal(ws, task.train.weight[0])

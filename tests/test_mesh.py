@@ -121,13 +121,15 @@ def _loop_worker() -> dict:
 
     from jaxdl.run.context import RunContext
     from jaxdl.run.mesh import Placement, make_mesh
-    from jaxdl.tasks.synthetic import adding, echo
+    from jaxdl.config import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+    from jaxdl.tasks.synthetic import AddingConfig, EchoConfig, adding, echo
     from jaxdl.train.loop import train_loop
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     assert jax.device_count() == 4, jax.devices()
     tmp = Path(tempfile.mkdtemp())
-    tr = tbptt_trainer(echo(0, length=200, streams=8, test_length=200, val_length=100), hidden=16, k1=10, k2=20)
+    tr = tbptt_trainer(echo(EchoConfig(lag=5, length=200, streams=8, test_length=200, val_length=100), 0),
+                       RecurrentConfig(hidden=16), OptimConfig(), TBPTTConfig(k1=10, k2=20), TrainConfig())
 
     def run(name, mesh, epochs, resume_from=None):
         if resume_from:
@@ -151,8 +153,9 @@ def _loop_worker() -> dict:
                        ("resume_one", None)):
         out[name] = run(name, mesh, 3, resume_from="replica4")
 
-    add = adding(0, length=20, train_size=64, test_size=32, batch=16, val_size=16)
-    at = tbptt_trainer(add, hidden=8, k1=20, k2=20, reset="batch")
+    add = adding(AddingConfig(length=20, train_size=64, test_size=32, batch=16, val_size=16), 0)
+    at = tbptt_trainer(add, RecurrentConfig(hidden=8), OptimConfig(), TBPTTConfig(k1=20, k2=20, reset="batch"),
+                       TrainConfig())
     for name, pl in (("adding_one", None), ("adding_data4", Placement(make_mesh(1, 4)))):
         res = train_loop(at, _NoRecorder(), epochs=3, members=2, verbose=0, placement=pl)
         out[name] = res.per_member

@@ -141,10 +141,10 @@ def test_echo_learns_exactly_with_bf16_through_the_tbptt_engine():
     """The echo task (lag 4) trained with TBPTT(5, 10) and bf16 matmuls reaches test
     accuracy 1.0 as float32 does; parameters and optimizer state stay float32."""
     from jaxdl.objectives import softmax_xent
-    from jaxdl.tasks.synthetic import echo
+    from jaxdl.tasks.synthetic import EchoConfig, echo
     from jaxdl.train.tbptt import make_tbptt, summarize
 
-    task = echo(0, lag=4, vocab=4, length=400, streams=16, test_length=400, val_length=0)
+    task = echo(EchoConfig(lag=4, vocab=4, length=400, streams=16, test_length=400, val_length=0), 0)
     opt = optax.adam(1e-2)
     N, Tn, Bn = task.train.mask.shape
     apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, compute_dtype="bfloat16")
