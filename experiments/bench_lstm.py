@@ -54,7 +54,8 @@ def jax_step_fn(scan, hoist=None):
 
 def time_steps(step, p, o, x, y, reps):
     """Seconds per call of a jitted (params, opt_state, x, y) -> (params, opt_state, loss), after one warm-up."""
-    p, o, l = step(p, o, x, y); jax.block_until_ready(l)
+    p, o, l = step(p, o, x, y)
+    jax.block_until_ready(l)
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
@@ -126,11 +127,13 @@ def bench_torch(H, xb, yb, reps):
         loss = ((lin(out) - y) ** 2).mean()
         loss.backward()
         opt.step()
-    step(); sync()
+    step()
+    sync()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
-        step(); sync()
+        step()
+        sync()
         times.append(time.perf_counter() - t0)
     return times
 

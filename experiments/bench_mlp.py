@@ -56,8 +56,10 @@ def numpy_seed_epoch(params, x, t, lr):
         y = 1 / (1 + np.exp(-(W2 @ a1 + b2)))
         d2 = y * (1 - y) * (t[i] - y)
         d1 = a1 * (1 - a1) * (W2.T @ d2)
-        W2 += lr * np.outer(d2, a1); b2 += lr * d2
-        W1 += lr * np.outer(d1, a0); b1 += lr * d1
+        W2 += lr * np.outer(d2, a1)
+        b2 += lr * d2
+        W1 += lr * np.outer(d1, a0)
+        b1 += lr * d1
     return W1, b1, W2, b2
 
 
@@ -90,7 +92,8 @@ def main(argv=None):
         o0 = opt.init(p0)
         key = jax.random.PRNGKey(0)
         ref = reference_epoch(bs, n, 0.3 if bs == 1 else 1.0)
-        jax.block_until_ready(ep(p0, o0, key, x, t)); jax.block_until_ready(ref(p0, x, t))
+        jax.block_until_ready(ep(p0, o0, key, x, t))
+        jax.block_until_ready(ref(p0, x, t))
         tj, tr = [], []
         for _ in range(a.reps):   # interleaved
             tj.append(timeit(lambda: ep(p0, o0, key, x, t)[0], 1))

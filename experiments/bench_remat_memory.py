@@ -41,8 +41,10 @@ def train_point(k2: int, remat: str, hidden: int, streams: int, updates: int, la
     T = updates * k2
     rng = np.random.default_rng(0)
     s = rng.integers(0, V, (T, streams))
-    y = np.zeros_like(s); y[lag:] = s[:-lag]
-    w = np.ones((T, streams), np.float32); w[:lag] = 0
+    y = np.zeros_like(s)
+    y[lag:] = s[:-lag]
+    w = np.ones((T, streams), np.float32)
+    w[:lag] = 0
     batch = Batch(jnp.asarray(np.eye(V, dtype=np.float32)[s]), jnp.asarray(y, jnp.int32),
                   jnp.ones((T, streams), jnp.float32), jnp.asarray(w))
     opt = optax.adam(3e-3)

@@ -84,14 +84,16 @@ def main(argv=None):
         print(json.dumps(train_stream(a.one, a.chunk, a.k1, a.k2, a.hidden, a.streams, a.lag)))
         return
     print(f"TBPTT(k1={a.k1}, k2={a.k2}), H={a.hidden}, B={a.streams} streams, chunks of {a.chunk} steps")
-    print(f"{'steps':>9} {'updates':>9} {'seconds':>8} {'loss first->last':>18} {'peak RSS MB':>12} {'device peak MB':>15}")
+    print(f"{'steps':>9} {'updates':>9} {'seconds':>8} {'loss first->last':>18} {'peak RSS MB':>12} "
+          f"{'device peak MB':>15}")
     rows = []
     for n in a.lengths:
         r = run_worker(__file__, "--one", n, "--chunk", a.chunk, "--k1", a.k1, "--k2", a.k2,
                        "--hidden", a.hidden, "--streams", a.streams, "--lag", a.lag)
         rows.append(r)
         print(f"{r['steps']:>9} {r['updates']:>9} {r['seconds']:>8} "
-              f"{r['first_loss']:>8.3f} -> {r['last_loss']:<6.3f} {r['peak_rss_mb']:>12} {str(r['device_peak_mb']):>15}")
+              f"{r['first_loss']:>8.3f} -> {r['last_loss']:<6.3f} {r['peak_rss_mb']:>12} "
+              f"{str(r['device_peak_mb']):>15}")
     return rows
 
 

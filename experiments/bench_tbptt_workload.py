@@ -202,9 +202,12 @@ def torch_model(V, H, lr, dev, init=None):
         p, r = init["layers"][0], init["readout"]
         t = lambda a: torch.from_numpy(np.array(a, np.float32)).to(dev)
         with torch.no_grad():
-            lstm.weight_ih_l0.copy_(t(p.wx).T); lstm.weight_hh_l0.copy_(t(p.wh).T)
-            lstm.bias_ih_l0.copy_(t(p.b)); lstm.bias_hh_l0.zero_()
-            lin.weight.copy_(t(r["w"]).T); lin.bias.copy_(t(r["b"]))
+            lstm.weight_ih_l0.copy_(t(p.wx).T)
+            lstm.weight_hh_l0.copy_(t(p.wh).T)
+            lstm.bias_ih_l0.copy_(t(p.b))
+            lstm.bias_hh_l0.zero_()
+            lin.weight.copy_(t(r["w"]).T)
+            lin.bias.copy_(t(r["b"]))
     opt = torch.optim.Adam(list(lstm.parameters()) + list(lin.parameters()), lr=lr)
     return lstm, lin, opt
 

@@ -45,7 +45,8 @@ def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
                    "desc": f"{task.name} TBPTT({tb.k1},{tb.k2})"}
     if kind == "workflow":
         c, (x, y, mask) = task.model, task.train
-        splits = {name: c.split(xs, ys, task.batch_size, ms, extra) for name, (xs, ys, ms, extra) in task.splits.items()}
+        splits = {name: c.split(xs, ys, task.batch_size, ms, extra)
+                  for name, (xs, ys, ms, extra) in task.splits.items()}
         t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and config.train.shuffle
                       and not c.model.stateful, mask=mask, seed=config.seed, splits=splits, score=task.score)
         return t, {"updates_per_epoch": t.steps_per_epoch, "about": f"{m.name}, hidden={m.hidden}",
@@ -118,7 +119,8 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
              "num_params": num_params, "epochs": epochs, "epochs_run": res.epochs_run,
              "stopped_early_at": res.stopped_early_at, **facts, "wall_time_s": res.wall_time_s,
              "steps_per_s": res.steps_per_s, "epoch_time_s": res.epoch_time_s,
-             "mesh": {**(placement.shape if placement else {"replica": 1, "data": 1}), "processes": jax.process_count()},
+             "mesh": {**(placement.shape if placement else {"replica": 1, "data": 1}),
+                      "processes": jax.process_count()},
              **{k: v for k, v in done.items() if k != "final"}, **(records or {})}
     hib = higher_is_better(task)
     if config.population:

@@ -39,7 +39,8 @@ def _wait_for(cond, what: str, timeout=300, proc=None):
             return
         if proc is not None and proc.poll() is not None:
             out, err = proc.communicate()
-            raise AssertionError(f"the process ended (rc {proc.returncode}) before {what}:\n{out[-2000:]}\n{err[-3000:]}")
+            raise AssertionError(f"the process ended (rc {proc.returncode}) before {what}:\n"
+                                 f"{out[-2000:]}\n{err[-3000:]}")
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
 

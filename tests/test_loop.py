@@ -136,7 +136,7 @@ def test_sigterm_stops_at_the_epoch_boundary_and_a_relaunch_resumes_bit_identica
     p = _launch(args + [f"hydra.run.dir={run}"])
     out, err = p.communicate(timeout=600)
     assert p.returncode == 0, err[-2000:]
-    assert f"resumed from" in out
+    assert "resumed from" in out
     assert _rows(ref) == _rows(run)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, run))
     assert sa["final"] == sb["final"]

@@ -212,8 +212,9 @@ def subprocesses(tmp_path_factory):
             if name != "loop":
                 args = ["-m", "jaxdl.main", *ECHO, *args, f"hydra.run.dir={tmp / (job[2] or name)}"]
             with open(tmp / f"{name}.log", "w") as log, open(tmp / f"{name}.err", "w") as err:
-                procs[name] = (subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log,
-                                                stderr=err if name == "loop" else subprocess.STDOUT), tmp / f"{name}.log")
+                proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=log,
+                                        stderr=err if name == "loop" else subprocess.STDOUT)
+                procs[name] = (proc, tmp / f"{name}.log")
         yield tmp, procs
     finally:
         for p, _ in procs.values():

@@ -64,7 +64,8 @@ def _stream(T, Bn, V=3, seed=0):
     rng = np.random.default_rng(seed)
     s = rng.integers(0, V, (T, Bn))
     y = np.roll(s, 2, axis=0)
-    w = np.ones((T, Bn)); w[:2] = 0
+    w = np.ones((T, Bn))
+    w[:2] = 0
     return Batch(jnp.asarray(np.eye(V)[s][None]), jnp.asarray(y[None]), jnp.ones((1, T, Bn)), jnp.asarray(w[None]))
 
 

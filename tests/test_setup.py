@@ -226,7 +226,8 @@ def test_a_fresh_locked_install_is_the_lock_and_is_not_repeated(tmp_path):
     assert p.returncode == 0 and "[launch]" not in p.stderr                # nothing changed: nothing installed
     # as if the venv held the cuda12 build: the next CPU launch installs what differs (here: nothing to add)
     (venv / ".jaxdl-installed").write_text(
-        (venv / ".jaxdl-installed").read_text().replace("accel=cpu", "accel=cuda12").replace("key=locked cpu", "key=locked cuda12"))
+        (venv / ".jaxdl-installed").read_text().replace("accel=cpu", "accel=cuda12")
+        .replace("key=locked cpu", "key=locked cuda12"))
     p = subprocess.run(["bash", str(ROOT / "launch.sh"), "py", "-c", check], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 0 and "accelerator cuda12 -> cpu: installing the packages that differ" in p.stderr

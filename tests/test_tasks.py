@@ -56,7 +56,8 @@ def test_seqclass_variable_length_with_masking():
 
 def test_addition_seq2seq_learns_two_digit_sums():
     task = addition.addition(addition.AdditionConfig(digits=2, train_size=4000, test_size=500), 0,
-                             RecurrentConfig(hidden=96), OptimConfig("adam", lr=5e-3, clip=1.0), TrainConfig(batch_size=64))
+                             RecurrentConfig(hidden=96), OptimConfig("adam", lr=5e-3, clip=1.0),
+                             TrainConfig(batch_size=64))
     m, _, ts = fit_workflow_task(task, epochs=40)
     examples = addition.examples(task.model, ts, [("12+34", "46")], 2)
     assert m["test/exact_match"] > 0.8                  # a random guess: ~1e-3

@@ -76,9 +76,13 @@ def main(argv=None):
         from jaxdl.report.figures import metric_against
         fig, ax = plt.subplots(figsize=(5, 3.5))
         metric_against(ax, [h for h, _ in sweep], [s for _, s in sweep], "test error")
-        ax.set_xscale("log"); ax.set_xlabel("hidden units"); ax.set_ylabel("test error (%)")
+        ax.set_xscale("log")
+        ax.set_xlabel("hidden units")
+        ax.set_ylabel("test error (%)")
         ax.set_title("784-h-10 sigmoid MLP, per-sample SGD")
-        fig.tight_layout(); fig.savefig(out / "hidden_sweep.png", dpi=100); plt.close(fig)
+        fig.tight_layout()
+        fig.savefig(out / "hidden_sweep.png", dpi=100)
+        plt.close(fig)
         if (runs / "hidden_sweep").is_dir() and find_run_dirs([runs / "hidden_sweep"])[0]:
             make_report([runs / "hidden_sweep"], metric=METRIC,
                         command="experiments/mnist/report.py")

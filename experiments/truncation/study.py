@@ -587,7 +587,8 @@ def main(argv=None) -> dict:
         old = json.loads((out / "results.json").read_text())
         seconds, total, load = old.get("seconds", {}), old.get("total_s"), old.get("load_average", {})
     res = {"mode": mode, "sizes": sz,
-           "echo": echo_part(runs, sz), "adding": adding_part(runs), "k1cost": k1cost_part(runs, sz["k1cost"]["target"]),
+           "echo": echo_part(runs, sz), "adding": adding_part(runs),
+           "k1cost": k1cost_part(runs, sz["k1cost"]["target"]),
            "text": text_part(runs), "throughput": throughput_part(runs), "seconds": seconds, "total_s": total,
            "load_average": load, "cpus": os.cpu_count(),
            "commands": {k: v[0] for k, v in commands.items()}}

@@ -30,7 +30,8 @@ def mnist(source: str = "idx", path: str | None = None, data_dir: str | None = N
     return tuple(out)
 
 
-IDX_NAMES = "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"
+IDX_NAMES = ("train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+             "t10k-labels-idx1-ubyte.gz")
 
 
 def missing_mnist(where: Path, from_path: bool, detail: str) -> str:

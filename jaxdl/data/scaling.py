@@ -29,7 +29,8 @@ def _as_2d(x, what: str) -> np.ndarray:
     if a.shape[0] == 0:
         raise ValueError(f"{what}: the data is empty; fit on at least one sample")
     if not np.isfinite(a).all():
-        raise ValueError(f"{what}: the data holds NaN or inf at rows {sorted(set(np.nonzero(~np.isfinite(a))[0].tolist()))[:5]}; "
+        bad_rows = sorted(set(np.nonzero(~np.isfinite(a))[0].tolist()))[:5]
+        raise ValueError(f"{what}: the data holds NaN or inf at rows {bad_rows}; "
                          "drop or fill them first")
     return a
 

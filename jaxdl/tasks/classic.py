@@ -119,8 +119,12 @@ def _plot_line(x, y, params, path):
     ax.scatter(x, y, label="data", color="tab:blue")
     xs = np.linspace(0, max(x.max(), 15), 50)
     ax.plot(xs, float(params["w"][0]) * xs + float(params["b"]), color="tab:red", label="linear unit")
-    ax.set_xlabel("years worked"); ax.set_ylabel("monthly salary"); ax.legend()
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    ax.set_xlabel("years worked")
+    ax.set_ylabel("monthly salary")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def _image_task(name, x_tr, y_tr, x_te, y_te, val_size: int) -> ArrayTask:

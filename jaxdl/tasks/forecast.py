@@ -97,7 +97,8 @@ def forecast(cfg: ForecastConfig, seed: int, model: RecurrentConfig, optim: Opti
     def after(state, run_dir):
         ts = TrainState(*(jax.tree.map(lambda a: a[0], state[k]) for k in ("params", "opt_state", "state")))
         pred = undo(d, lstm.predict(ts, d["X_te"]))
-        mlp = Sequential([Dense(cfg.mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile(optimizer(optim), "mse")
+        mlp = Sequential([Dense(cfg.mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile(
+            optimizer(optim), "mse")
         tm, _ = mlp.fit(mlp.init(jax.random.PRNGKey(seed)), d["X_tr"][..., 0], d["y_tr"], batch_size=batch_size,
                         epochs=train.epochs, verbose=0, seed=seed)
         pred_mlp = undo(d, mlp.predict(tm, d["X_te"][..., 0]))
@@ -108,7 +109,8 @@ def forecast(cfg: ForecastConfig, seed: int, model: RecurrentConfig, optim: Opti
         print(f"[jaxdl] forecast: LSTM {lstm_rmse:.2f}, MLP window {base['test/rmse_mlp']:.2f}, persistence "
               f"{persistence:.2f}: the LSTM {'beats' if beat else 'does NOT beat'} both baselines "
               "(test RMSE, thousands of passengers; replica 0)")
-        return {"final": base, "baselines": {"persistence": base["test/rmse_persistence"], "mlp": base["test/rmse_mlp"]}}
+        return {"final": base,
+                "baselines": {"persistence": base["test/rmse_persistence"], "mlp": base["test/rmse_mlp"]}}
 
     return WorkflowTask("forecast", lstm, (d["X_tr"], d["y_tr"], None), splits, score, batch_size,
                         "test/rmse", persistence, f"persistence (next = last month) gives RMSE {persistence:.1f}",
@@ -125,5 +127,9 @@ def _plot(truth, lstm, mlp, persistence, path):
     ax.plot(t, lstm, "r-", label="LSTM")
     ax.plot(t, mlp, "b--", label="MLP window")
     ax.plot(t, persistence, ":", color="gray", label="persistence")
-    ax.set_xlabel("held-out month"); ax.set_ylabel("passengers (thousands)"); ax.legend(fontsize=8)
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    ax.set_xlabel("held-out month")
+    ax.set_ylabel("passengers (thousands)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
