@@ -13,7 +13,7 @@ from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import builder, call_task
 from jaxdl.run.metrics import final_and_best
 from jaxdl.train import population
-from jaxdl.train.loop import Trainer, train_loop
+from jaxdl.train.loop import Chunking, Trainer, train_loop
 
 
 def make_trainer(task, spec: RunSpec) -> tuple[Trainer, dict]:
@@ -90,7 +90,8 @@ def run_task(spec: RunSpec, ctx: RunContext) -> dict:
                      hparams=population.stacked(hps) if spec.population else None, replica_of=replica_of,
                      eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=f"{facts.pop('desc')} on {jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
-                     show=("train/loss", monitored(task, trainer), task.headline), placement=placement)
+                     show=("train/loss", monitored(task, trainer), task.headline), placement=placement,
+                     chunking=Chunking(tr.get("chunk_s", 2.0), None, tr.get("checkpoint_every_s")))
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")

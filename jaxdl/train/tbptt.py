@@ -106,6 +106,7 @@ class TBPTT(NamedTuple):
     run_epoch: Callable
     fresh_state: Callable
     schedule: Schedule
+    run_updates: Callable | None = None
 
 
 def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.GradientTransformation,
@@ -124,6 +125,14 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
       with batches a Batch whose arrays have a leading batch axis [N, T, B, ...];
       state = (carry, tail) as returned by `fresh_state(params, batch)`; stats hold per-update
       metric sums and weight sums ([N, U] each), and the gradients if collect_grads.
+
+    run_updates(params, opt_state, state, batches, start, size) -> (params, opt_state, state, stats)
+      the same epoch in pieces: updates start .. start+size-1 of it (flat update index
+      f = n*U + u over the N batches of U updates; `size` static, `start` traced). Running
+      the pieces [0, c), [c, 2c), ... in turn trains exactly what run_epoch trains: the reset
+      before the first update (reset="epoch") or before every batch's first ("batch"), the
+      tail replaced after every batch's last update. Updates past N*U change nothing and
+      give zero stats; stats are per update, [size] each.
     """
     if reset not in RESET_POLICIES:
         raise ValueError(f"unknown reset policy {reset!r}; use one of {RESET_POLICIES}")
@@ -175,7 +184,37 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
         (params, opt_state, state), out = jax.lax.scan(body, (params, opt_state, state), batches)
         return params, opt_state, state, out
 
-    return TBPTT(run_batch, run_epoch, fresh_state, sch)
+    def run_updates(params, opt_state, state, batches: Batch, start, size: int):
+        N, U = batches.mask.shape[0], sch.updates
+        right = U * k1 - T
+
+        def body(c, i):
+            params, opt_state, state = old = c
+            f = start + i
+            n, u = jnp.minimum(f // U, N - 1), f % U
+            live = f < N * U
+            batch = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, n, keepdims=False), batches)
+            if reset in ("batch", "epoch"):
+                now = (f == 0) if reset == "epoch" else (u == 0)
+                state = jax.tree.map(lambda a, b: jnp.where(now, a, b), fresh_state(params, batch), state)
+            carry, tail = state
+            stream = jax.tree.map(lambda t, a: jnp.concatenate([t, _pad_time(a, 0, right)]), tail, batch)
+            w = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, u * k1, sch.window), stream)
+            (loss, (nxt, sums, wsum)), g = grad_fn(params, carry, w)
+            upd, new_opt = optimizer.update(g, opt_state, params)
+            new_params = optax.apply_updates(params, upd)
+            end_tail = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, U * k1, sch.lead), stream)
+            new_tail = jax.tree.map(lambda a, b: jnp.where(u == U - 1, a, b), end_tail, tail)
+            new = jax.tree.map(lambda a, b: jnp.where(live, a, b),
+                               (new_params, new_opt, (nxt, new_tail)), old)
+            out = {"sums": {k: jnp.where(live, v, 0.0) for k, v in sums.items()},
+                   "weight": jnp.where(live, wsum, 0.0)}
+            return new, out
+
+        (params, opt_state, state), out = jax.lax.scan(body, (params, opt_state, state), jnp.arange(size))
+        return params, opt_state, state, out
+
+    return TBPTT(run_batch, run_epoch, fresh_state, sch, run_updates)
 
 
 def summarize(out) -> dict:

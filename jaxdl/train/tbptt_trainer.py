@@ -81,6 +81,14 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
         return ({"params": p, "opt_state": o, "seq": s},
                 {"losses": out["sums"]["loss"].reshape(-1), "metrics": {k: v.sum() / w for k, v in out["sums"].items()}})
 
+    def train_chunk(state, data, start, size):
+        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, size)
+        return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
+
+    def epoch_metrics(parts):
+        w = jnp.maximum(parts["weight"].sum(), 1.0)
+        return {k: v.sum() / w for k, v in parts["sums"].items()}
+
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
 
@@ -92,4 +100,5 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
     splits = {name: jax.tree.map(jnp.asarray, b) for name, b in (("val", task.val), ("test", task.test))
               if b is not None}
     # batches and splits are [N, T, B, ...]: their B streams are the data-parallel axis (jaxdl.run.mesh)
-    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates, data_axes=2)
+    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates, data_axes=2,
+                   train_chunk=train_chunk, epoch_metrics=epoch_metrics)
