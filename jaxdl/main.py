@@ -25,13 +25,17 @@ def _group_and_name() -> tuple[str | None, str]:
 
 def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: str) -> dict:
     """Build the task, train, write the run dir. Returns the summary. Stop signals
-    (SIGTERM, SIGUSR1, SIGUSR2) end the run at the next epoch boundary with a
-    checkpoint (jaxdl.run.signals)."""
+    (SIGTERM, SIGUSR1, SIGUSR2, a first Ctrl-C) end the run at the next chunk boundary with
+    a checkpoint (jaxdl.run.signals). The launch is checked against the run dir's config
+    and recorded once the run dir's lock is held (jaxdl.run.launches)."""
     from jaxdl.run.context import RunContext
+    from jaxdl.run.launches import begin, check_train_settings
+    from jaxdl.run.provenance import hydra_overrides
     from jaxdl.run.signals import StopFlag
     from jaxdl.run.wandb_logger import WandbLogger
     from jaxdl.runner import run_task
 
+    settings = check_train_settings(spec.train)
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
     ctx = None
@@ -39,6 +43,10 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
     exit_code = 1
     try:
         ctx = RunContext(run_dir, None, spec.train["checkpoint_every"], spec.train.get("progress", True), stop)
+        if ctx.primary:
+            hc = HydraConfig.get() if HydraConfig.initialized() else None
+            ctx.launch = begin(run_dir, resolved, settings["resume"], ctx.last_checkpoint() or 0,
+                               hydra_overrides() if hc is not None else None, hc)
         mode = spec.logger["mode"] if ctx.primary else "disabled"    # one wandb run: process 0's
         logger = ctx.logger = WandbLogger(run_dir, mode, spec.logger.get("project", "jaxdl"),
                                           spec.logger.get("group") or group, name, resolved,
@@ -82,17 +90,47 @@ def main(cfg: DictConfig) -> None:
     try:
         run(spec, run_dir, resolved, group, name)
     except Exception as e:  # a clear last line, non-zero exit; the traceback is in the run's log
-        from jaxdl.run.signals import PREEMPTED_EXIT_CODE
+        from jaxdl.run.failures import explain, log_traceback
+        from jaxdl.run.launches import LaunchRefused
+        from jaxdl.run.signals import exit_code_for
         from jaxdl.train.errors import Preempted, TrainingDiverged
         if isinstance(e, Preempted):
-            print(f"[jaxdl] {e} (exit code {PREEMPTED_EXIT_CODE})", file=sys.stderr)
-            sys.exit(PREEMPTED_EXIT_CODE)
+            code = exit_code_for(e.signal_name)
+            print(f"[jaxdl] {e} (exit code {code})", file=sys.stderr)
+            sys.exit(code)
+        if isinstance(e, LaunchRefused):
+            print(f"[jaxdl] config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        line = explain(e, run_dir)
+        if line is not None:
+            print(f"[jaxdl] error: {line} (traceback: {log_traceback(e, run_dir)})", file=sys.stderr)
+            sys.exit(1)
         if isinstance(e, (TrainingDiverged, ValueError, FileNotFoundError)):
             print(f"[jaxdl] error: {e}", file=sys.stderr)
             sys.exit(1)
         raise
 
 
+def _check_run_dir_arg(argv: list[str]) -> None:
+    """A hydra.run.dir given on the command line that cannot be made or written is reported
+    in one line before Hydra tries to set up its log there (which would end in a traceback)."""
+    for a in argv:
+        if a.startswith("hydra.run.dir="):
+            d = Path(a.partition("=")[2])
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                ok = os.access(d, os.W_OK)
+            except OSError as err:
+                ok, why = False, err.strerror
+            else:
+                why = "not writable"
+            if not ok:
+                print(f"[jaxdl] error: hydra.run.dir={d} cannot be used ({why}): pick a writable directory",
+                      file=sys.stderr)
+                sys.exit(1)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "offline")
+    _check_run_dir_arg(sys.argv[1:])
     main()

@@ -51,6 +51,7 @@ class RunContext:
     ckpt: Checkpointer = field(init=False)
     lock: RunLock = field(init=False)
     primary: bool = field(init=False)     # process 0 (jax.distributed): the one that writes files
+    launch: object | None = None          # jaxdl.run.launches.Launch: this launch's record (process 0)
     _mid: Checkpointer | None = field(init=False, default=None)  # checkpoints/mid, made when first needed
     backed_up: int = field(init=False, default=0)  # the last epoch whose rows progress.json holds
 
@@ -101,6 +102,8 @@ class RunContext:
                    "jax_version": jax.__version__,
                    "devices": [f"{d.platform}:{getattr(d, 'device_kind', '')}" for d in devs]}
         # what produced the run (commit, git.diff if dirty, lock, versions, host, overrides, start)
+        if self.launch is not None:
+            summary["launches"] = self.launch.segments(self._last_epoch())
         if "provenance" not in summary:
             summary["provenance"] = provenance(hydra_overrides(), self.run_dir if self.primary else None)
         if not self.primary:
@@ -199,6 +202,7 @@ class RunContext:
         for epoch, why, dest in moved:
             print(f"[jaxdl] warning: {why}; moved it to {dest} and resuming from epoch {last}", file=sys.stderr)
         self._settle(last or 0)
+        self._started_at(last or 0)
         if last is None:
             return state, 0, 0.0
         print(f"[jaxdl] resumed from {self.ckpt.dir} at epoch {last}")
@@ -220,17 +224,30 @@ class RunContext:
                 rec = read_epoch_record(self.mid.dir / "progress.json", step) or {}
                 epoch, update = divmod(step, steps)
                 self._settle(epoch)
+                self._started_at(epoch)
                 print(f"[jaxdl] resumed from {self.mid.dir / str(step)} in epoch {epoch + 1} at update {update} "
                       f"of {steps}")
                 return got, epoch, update, partial, rec.get("wall_time_s", 0.0)
         state, start, wall = self.resume(state)
         return state, start, 0, None, wall
 
+    def _last_epoch(self) -> int:
+        return max((r.get("epoch", 0) for r in self.metrics.read()), default=0)
+
+    def _started_at(self, epoch: int) -> None:
+        if self.launch is not None:
+            self.launch.start(epoch)
+
     def read_progress(self, epoch: int) -> dict:
         return read_epoch_record(self.run_dir / "progress.json", epoch) or {}
 
     def close(self) -> None:
         try:
+            if self.launch is not None:
+                try:
+                    self.launch.end(self._last_epoch())
+                except OSError:
+                    pass                        # a full or vanished disk: the run reports that itself
             if self._mid is not None:
                 self._mid.close()
             self.ckpt.close()

@@ -62,9 +62,10 @@ class Trainer(NamedTuple):
     epoch_metrics: Callable | None = None
 
 
-# train_chunk(state, inputs, start, size) -> (state, {"losses": [size], "parts": pytree of [size, ...]})
-#     updates start .. start+size-1 of the epoch (size static, start traced; updates past
-#     steps_per_epoch change nothing); running [0, c), [c, 2c), ... trains what train_epoch trains
+# train_chunk(state, inputs, start, count) -> (state, {"losses": [S], "parts": pytree of [S, ...]})
+#     updates start .. start+count-1 of the epoch (both traced: one compile for every chunk;
+#     start + count <= S = steps_per_epoch); outputs per update of the epoch, set at
+#     [start, start+count); running [0, c1), [c1, c2), ... trains what train_epoch trains
 # epoch_metrics(parts [steps_per_epoch, ...]) -> {name: scalar}: the epoch's train metrics
 # Trainers without them (workflow fits, classifier, perceptron) train whole epochs per call.
 
@@ -169,44 +170,38 @@ def _means(metrics: dict, prefix: str) -> tuple[dict, dict]:
 
 
 class _Chunks:
-    """The jitted chunk functions of one run (one compile per chunk size) and the size
-    in use: fixed, or measured once (two calls of one update, the second timed) so that
-    a chunk takes about `seconds`. Every process of a multi-process run uses process 0's
-    size, so all reach the same chunk boundaries."""
+    """The jitted chunk function of one run (one compile: start and count are traced) and
+    the chunk size in use: fixed, or measured once (two calls of one update, the second
+    timed) so that a chunk takes about `seconds`. Every process of a multi-process run
+    uses process 0's size, so all reach the same chunk boundaries."""
 
-    def __init__(self, trainer: Trainer, vm, jit_epoch, chunking: Chunking, step_axis: int):
-        self.trainer, self.vm, self.jit_epoch, self.chunking = trainer, vm, jit_epoch, chunking
-        self.step_axis = step_axis          # the update axis of chunk outputs: after the member axis
+    def __init__(self, trainer: Trainer, vm, jit_epoch, chunking: Chunking):
+        self.trainer, self.chunking = trainer, chunking
         total = trainer.steps_per_epoch
         self.size = (balanced_size(total, chunking.updates) if chunking.updates
                      else None if chunking.seconds else total)
-        self._fns: dict[int, Callable] = {}
-
-    def fn(self, size: int) -> Callable:
-        if size not in self._fns:
-            f = lambda state, inputs, start: self.trainer.train_chunk(state, inputs, start, size)
-            self._fns[size] = self.jit_epoch(self.vm(f, (0, None, None)))
-        return self._fns[size]
+        self.fn = jit_epoch(vm(trainer.train_chunk, (0, None, None, None)))
 
     def next(self, state, inputs, pos: int):
-        """(state, out, size) of the chunk that starts at update `pos` of the epoch."""
-        if self.size is not None:
-            return (*self.fn(self.size)(state, inputs, np.int32(pos)), self.size)
-        state, out = self.fn(1)(state, inputs, np.int32(pos))
-        if pos + 1 < self.trainer.steps_per_epoch:           # the first call compiled: time the second
-            jax.block_until_ready(out["losses"])
+        """(state, out, count) of the chunk that starts at update `pos` of the epoch."""
+        S = self.trainer.steps_per_epoch
+        if self.size is None and pos + 2 <= S:
+            state, first = self.fn(state, inputs, np.int32(pos), np.int32(1))     # compiles
+            jax.block_until_ready(state)
             t0 = time.perf_counter()
-            state, out2 = self.fn(1)(state, inputs, np.int32(pos + 1))
-            jax.block_until_ready(out2["losses"])
+            state, out = self.fn(state, inputs, np.int32(pos + 1), np.int32(1))
+            jax.block_until_ready(out)
+            out = jax.tree.map(lambda a, b: a + b, first, out)   # each is zero outside its own update
             per_update = max(time.perf_counter() - t0, 1e-6)
-            size = balanced_size(self.trainer.steps_per_epoch, self.chunking.seconds / per_update)
+            size = balanced_size(S, self.chunking.seconds / per_update)
             if jax.process_count() > 1:
                 from jax.experimental import multihost_utils
                 size = int(multihost_utils.broadcast_one_to_all(np.int32(size)))
             self.size = size
-            out = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=self.step_axis), out, out2)
             return state, out, 2
-        return state, out, 1
+        count = min(self.size or S, S - pos)
+        state, out = self.fn(state, inputs, np.int32(pos), np.int32(count))
+        return state, out, count
 
 
 def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
@@ -251,10 +246,10 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
 
     pos, partial = 0, None
     if chunked:
-        chunks = _Chunks(trainer, vm, jit_epoch, chunking, step_axis)
+        chunks = _Chunks(trainer, vm, jit_epoch, chunking)
         finish = jax.jit(vm(trainer.epoch_metrics, (0,)))
-        shapes = jax.eval_shape(chunks.fn(1), state, place_inputs(trainer.epoch_inputs(0)), np.int32(0))[1]["parts"]
-        like = jax.tree.map(lambda a: np.zeros(a.shape[:step_axis] + (S,) + a.shape[step_axis + 1:], a.dtype), shapes)
+        shapes = jax.eval_shape(chunks.fn, state, place_inputs(trainer.epoch_inputs(0)), np.int32(0), np.int32(1))
+        like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes[1]["parts"])
         state, start, pos, partial, wall = run.resume_chunked(state, like)
     else:
         run_epoch = jit_epoch(vm(trainer.train_epoch, (0, None)))
@@ -272,23 +267,23 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     epoch = start
     last_save = time.monotonic()
 
-    def cut(tree, n):
-        return jax.tree.map(lambda a: np.asarray(a)[(slice(None),) * step_axis + (slice(0, n),)], tree)
+    def cut(tree, a, b):
+        """Updates a..b-1 of per-update outputs (host arrays)."""
+        return jax.tree.map(lambda x: np.asarray(x)[(slice(None),) * step_axis + (slice(a, b),)], tree)
 
     def chunked_epoch(state, epoch, pos, partial):
         """The epoch from update `pos` on, chunk by chunk: (state, out) as train_epoch's;
         stops mid-epoch with a checkpoint when asked (Preempted)."""
         nonlocal last_save
         inputs = place_inputs(trainer.epoch_inputs(epoch))
-        done = [cut(partial, pos)] if pos else []
+        done = [cut(partial, 0, pos)] if pos else []
         t_start = time.perf_counter()
         while pos < S:
-            state, out, size = chunks.next(state, inputs, pos)
-            n = min(size, S - pos)
-            bad = _first_bad(cut(out["losses"], n))
+            state, out, n = chunks.next(state, inputs, pos)
+            bad = _first_bad(cut(out["losses"], pos, pos + n))
             if bad is not None:
                 raise TrainingDiverged(epoch + 1, epoch * S + pos + bad + 1, run.last_checkpoint())
-            done.append(cut(out["parts"], n))
+            done.append(cut(out["parts"], pos, pos + n))
             pos += n
             if pos < S:
                 signal_name = run.stop_requested()
@@ -299,9 +294,8 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                     due = bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))
                 if signal_name or due:
                     so_far = jax.tree.map(lambda *a: np.concatenate(a, axis=step_axis), *done)
-                    padded = jax.tree.map(
-                        lambda a, z: np.concatenate([a, z[(slice(None),) * step_axis + (slice(pos, S),)]],
-                                                    axis=step_axis), so_far, like)
+                    padded = jax.tree.map(lambda a, z: np.concatenate([a, cut(z, pos, S)], axis=step_axis),
+                                          so_far, like)
                     run.save_mid(epoch, pos, state, padded, wall + time.perf_counter() - t_start)
                     last_save = time.monotonic()
                 if signal_name:

@@ -81,8 +81,8 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
         return ({"params": p, "opt_state": o, "seq": s},
                 {"losses": out["sums"]["loss"].reshape(-1), "metrics": {k: v.sum() / w for k, v in out["sums"].items()}})
 
-    def train_chunk(state, data, start, size):
-        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, size)
+    def train_chunk(state, data, start, count):
+        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
         return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
 
     def epoch_metrics(parts):
