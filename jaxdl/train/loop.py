@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.run import budget
 from jaxdl.train.errors import Preempted, TrainingDiverged
 
 
@@ -169,6 +170,25 @@ def _means(metrics: dict, prefix: str) -> tuple[dict, dict]:
     return {k: float(v.mean()) for k, v in per.items()}, {k: v.tolist() for k, v in per.items()}
 
 
+class _Checked:
+    """A jitted function compiled at its first call through budget.check_program (refused if
+    its temporaries cannot fit the device); later calls run the compiled program."""
+
+    def __init__(self, fn: Callable):
+        self.jitted, self.compiled = fn, None
+
+    def __call__(self, *args):
+        if self.compiled is None:
+            self.compiled = budget.check_program(self.jitted.lower(*args))
+        try:
+            return self.compiled(*args)
+        except TypeError:             # arguments laid out otherwise than at the first call
+            return self.jitted(*args)
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)
+
+
 class _Chunks:
     """The jitted chunk function of one run (one compile: start and count are traced) and
     the chunk size in use: fixed, or measured once (two calls of one update, the second
@@ -180,7 +200,7 @@ class _Chunks:
         total = trainer.steps_per_epoch
         self.size = (balanced_size(total, chunking.updates) if chunking.updates
                      else None if chunking.seconds else total)
-        self.fn = jit_epoch(vm(trainer.train_chunk, (0, None, None, None)))
+        self.fn = _Checked(jit_epoch(vm(trainer.train_chunk, (0, None, None, None))))
 
     def next(self, state, inputs, pos: int):
         """(state, out, count) of the chunk that starts at update `pos` of the epoch."""
@@ -227,7 +247,8 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     a trainer with `train_chunk` are cut (see the module docstring)."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if state is None:
+    if state is None:             # refused before anything is allocated if it cannot fit
+        budget.check_state(jax.eval_shape(lambda: init_members(trainer, seed, members or 1, hparams, replica_of)))
         state = init_members(trainer, seed, members or 1, hparams, replica_of)
     vm = (lambda f, axes: jax.vmap(f, in_axes=axes)) if members is not None else (lambda f, axes: f)
     jit_epoch, jit_eval = (jax.jit, jax.jit) if placement is None else (placement.jit_epoch, placement.jit_eval)
@@ -248,11 +269,11 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     if chunked:
         chunks = _Chunks(trainer, vm, jit_epoch, chunking)
         finish = jax.jit(vm(trainer.epoch_metrics, (0,)))
-        shapes = jax.eval_shape(chunks.fn, state, place_inputs(trainer.epoch_inputs(0)), np.int32(0), np.int32(1))
+        shapes = jax.eval_shape(chunks.fn.jitted, state, place_inputs(trainer.epoch_inputs(0)), np.int32(0), np.int32(1))
         like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes[1]["parts"])
         state, start, pos, partial, wall = run.resume_chunked(state, like)
     else:
-        run_epoch = jit_epoch(vm(trainer.train_epoch, (0, None)))
+        run_epoch = _Checked(jit_epoch(vm(trainer.train_epoch, (0, None))))
         state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)

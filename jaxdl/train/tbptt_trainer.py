@@ -11,6 +11,7 @@ import numpy as np
 
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
+from jaxdl.run.budget import check_window
 from jaxdl.tasks.base import SeqTask
 from jaxdl.train.optim import optimizers
 from jaxdl.train.loop import Trainer
@@ -65,6 +66,7 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
     model = lambda p, x, c, m: rnn_apply(p, x, c, m, hoist=hoist, compute_dtype=cdt, remat=rm)
     apply_fn = (lambda p, x, c, m: model(p, jax.nn.one_hot(x, task.in_dim), c, m)) if task.token_inputs else model
     N, T, B = task.train.mask.shape
+    check_window(k1, k2, N, T)
     eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, k1, k2, reset=reset)
     first = jax.tree.map(lambda a: jnp.asarray(a[0]), task.train)
     train_static = jax.tree.map(jnp.asarray, task.train)
