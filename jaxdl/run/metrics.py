@@ -54,7 +54,8 @@ class MetricsLog:
                     row = json.loads(line)
                 except json.JSONDecodeError:
                     row = None
-                if isinstance(row, dict) and isinstance(row.get("epoch"), int):
+                e = row.get("epoch") if isinstance(row, dict) else None
+                if isinstance(e, (int, float)) and not isinstance(e, bool) and float(e).is_integer():
                     rows.append(row)
                 else:
                     bad.append((n, line[:60]))
@@ -82,12 +83,12 @@ class MetricsLog:
         keyed: dict[tuple, dict] = {}
         for r in rows:                                   # a repeated epoch: its last copy
             if r["epoch"] <= epoch:
-                keyed[(r["epoch"], r.get("member", -1))] = r
-        members = {k[1] for k in keyed} | {r.get("member", -1) for rs in backup.values() for r in rs}
+                keyed[(int(r["epoch"]), int(r.get("member", -1)))] = r
+        members = {k[1] for k in keyed} | {int(r.get("member", -1)) for rs in backup.values() for r in rs}
         out, rebuilt, lost = [], [], []
         for e in range(1, epoch + 1):
             have = [keyed[(e, m)] for m in sorted(members) if (e, m) in keyed]
-            if len(have) < len(members) or not any(r.get("member", -1) == -1 for r in have):
+            if len(have) < len(members) or not any("member" not in r for r in have):
                 if e in backup:
                     have, _ = backup[e], rebuilt.append(e)
                 else:

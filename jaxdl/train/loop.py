@@ -170,6 +170,17 @@ def _means(metrics: dict, prefix: str) -> tuple[dict, dict]:
     return {k: float(v.mean()) for k, v in per.items()}, {k: v.tolist() for k, v in per.items()}
 
 
+def wait_ready(tree) -> None:
+    """Wait for a dispatched computation by polling (`is_ready`), not blocking inside XLA, so
+    the main thread returns to Python every few ms and signal handlers run at once (a second
+    Ctrl-C aborts at once, jaxdl.run.signals)."""
+    leaves = [a for a in jax.tree.leaves(tree) if hasattr(a, "is_ready")]
+    pause = 1e-4
+    while not all(a.is_ready() for a in leaves):
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
 class _Checked:
     """A jitted function compiled at its first call through budget.check_program (refused if
     its temporaries cannot fit the device); later calls run the compiled program."""
@@ -207,10 +218,10 @@ class _Chunks:
         S = self.trainer.steps_per_epoch
         if self.size is None and pos + 2 <= S:
             state, first = self.fn(state, inputs, np.int32(pos), np.int32(1))     # compiles
-            jax.block_until_ready(state)
+            wait_ready(state)
             t0 = time.perf_counter()
             state, out = self.fn(state, inputs, np.int32(pos + 1), np.int32(1))
-            jax.block_until_ready(out)
+            wait_ready(out)
             out = jax.tree.map(lambda a, b: a + b, first, out)   # each is zero outside its own update
             per_update = max(time.perf_counter() - t0, 1e-6)
             size = balanced_size(S, self.chunking.seconds / per_update)
@@ -221,6 +232,7 @@ class _Chunks:
             return state, out, 2
         count = min(self.size or S, S - pos)
         state, out = self.fn(state, inputs, np.int32(pos), np.int32(count))
+        wait_ready(out)
         return state, out, count
 
 
@@ -332,6 +344,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                 pos, partial = 0, None
             else:
                 new_state, out = run_epoch(state, place_inputs(trainer.epoch_inputs(epoch)))
+                wait_ready(out)
                 bad = _first_bad(np.asarray(out["losses"]))     # waits for the epoch to finish
                 if bad is not None:
                     raise TrainingDiverged(epoch + 1, epoch * S + bad + 1, run.last_checkpoint())
