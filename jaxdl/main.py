@@ -35,7 +35,9 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
     from jaxdl.run.wandb_logger import WandbLogger
     from jaxdl.runner import run_task
 
+    from jaxdl.run.failures import tracebacks_to_the_log_only
     settings = check_train_settings(spec.train)
+    tracebacks_to_the_log_only()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
     ctx = None

@@ -298,7 +298,7 @@ def _in_tmpfs(script: str, size: str = "64m", timeout=600):
         pytest.skip("this machine does not allow private mount namespaces")
     d = f"/tmp/jaxdl-tmpfs-{os.getpid()}"
     os.makedirs(d, exist_ok=True)
-    full = f"mount -t tmpfs -o size={size} tmpfs {d} && D={d} && export D && {script}"
+    full = f"mount -t tmpfs -o size={size} tmpfs {d} || exit 9\nD={d}; export D\n{script}"
     return subprocess.run(["unshare", "-rm", "sh", "-c", full], cwd=ROOT, env=ENV, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -306,13 +306,13 @@ def _in_tmpfs(script: str, size: str = "64m", timeout=600):
 def test_a_full_disk_and_a_read_only_run_dir_end_in_one_line_and_lose_nothing():
     py, args = sys.executable, " ".join(SMALL + ["train.checkpoint_every=1"])
     r = _in_tmpfs(f"""
-{py} -m jaxdl.main {args} train.epochs=100000 hydra.run.dir=$D/run > $D/out 2> /tmp/jaxdl-err-$$ &
+{py} -m jaxdl.main {args} train.epochs=100000 hydra.run.dir=$D/run > /tmp/jaxdl-out-$$ 2> /tmp/jaxdl-err-$$ &
 pid=$!
-while [ ! -s $D/run/metrics.jsonl ] || [ $(wc -l < $D/run/metrics.jsonl) -lt 3 ]; do sleep 0.1; done
+while kill -0 $pid 2>/dev/null && {{ [ ! -s $D/run/metrics.jsonl ] || [ $(wc -l < $D/run/metrics.jsonl) -lt 3 ]; }}; do sleep 0.1; done
 dd if=/dev/zero of=$D/fill bs=64k 2>/dev/null
 wait $pid; echo "rc=$?"
 echo "--- stderr"; cat /tmp/jaxdl-err-$$; rm /tmp/jaxdl-err-$$
-echo "--- log tracebacks: $(grep -c Traceback $D/run/main.log)"
+echo "--- stdout tracebacks: $(grep -c Traceback /tmp/jaxdl-out-$$)"; rm /tmp/jaxdl-out-$$
 last=$(ls $D/run/checkpoints | grep -E '^[0-9]+$' | sort -n | tail -1)
 rm $D/fill
 {py} -m jaxdl.main {args} train.epochs=$((last + 1)) hydra.run.dir=$D/run > $D/out2 2>&1; echo "resume rc=$? last=$last"
@@ -322,12 +322,13 @@ mount -o remount,ro $D
 """)
     out = r.stdout
     assert "rc=1" in out, out + r.stderr
-    err = out.split("--- stderr")[1].split("--- log")[0]
+    err = out.split("--- stderr")[1].split("--- stdout")[0]
     lines = [x for x in err.splitlines() if x.strip() and not x.startswith("[jaxdl] notice")]
     assert len(lines) == 1, err
     assert lines[0].startswith("[jaxdl] error: no space left on the disk of") and "hydra.run.dir" in lines[0]
-    assert "main.log" in lines[0]
-    assert "--- log tracebacks: 0" not in out                 # the traceback is in the run's log
+    assert "--- stdout tracebacks: 0" in out
+    log = Path(lines[0].rsplit("(traceback: ", 1)[1].rstrip(")"))   # the run's log, or a temp file when that disk is full
+    assert "No space left on device" in log.read_text() and "Traceback" in log.read_text()
     assert "resume rc=0" in out and "\n1\n" in out            # a relaunch with space resumes
     ro = out.split("resume rc=0")[1]
     assert "[jaxdl] error: hydra.run.dir=" in ro and "pick a writable directory" in ro and "ro rc=1" in ro

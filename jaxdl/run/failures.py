@@ -50,7 +50,7 @@ def _os_error(err: BaseException) -> tuple[int | None, str | None]:
 def _oom(err: BaseException) -> str | None:
     for e in _chain(err):
         s = str(e)
-        if "RESOURCE_EXHAUSTED" in s or "Out of memory" in s or isinstance(e, MemoryError):
+        if ("RESOURCE_EXHAUSTED" in s and "local file" not in s) or "Out of memory" in s or isinstance(e, MemoryError):
             return (s.strip().splitlines() or [type(e).__name__])[0][:160]
     return None
 
@@ -58,11 +58,6 @@ def _oom(err: BaseException) -> str | None:
 def explain(err: BaseException, run_dir: Path) -> str | None:
     """The one line for a failure outside the code, or None."""
     run_dir = Path(run_dir)
-    why = _oom(err)
-    if why is not None:
-        return (f"out of memory on the device ({why}): the model, batch or window does not fit; lower "
-                "model.hidden, task.streams (or task.batch), tbptt.k2, or set model.remat=sqrt; the checkpoints "
-                f"in {run_dir} are intact and a relaunch resumes from the last one")
     no, name = _os_error(err)
     where = name or run_dir
     keep = f"what was saved in {run_dir} is intact; relaunch with the same hydra.run.dir to resume"
@@ -77,7 +72,29 @@ def explain(err: BaseException, run_dir: Path) -> str | None:
     if no == errno.ENOENT and not run_dir.is_dir():
         return (f"the run dir {run_dir} vanished while the run wrote to it (removed or unmounted?): relaunch with "
                 "a hydra.run.dir that exists for the whole run")
+    why = _oom(err)
+    if why is not None:
+        return (f"out of memory on the device ({why}): the model, batch or window does not fit; lower "
+                "model.hidden, task.streams (or task.batch), tbptt.k2, or set model.remat=sqrt; the checkpoints "
+                f"in {run_dir} are intact and a relaunch resumes from the last one")
     return None
+
+
+def _no_traceback(record: logging.LogRecord) -> bool:
+    return not record.exc_info
+
+
+def tracebacks_to_the_log_only() -> None:
+    """Keep tracebacks off the terminal: console log handlers drop records that carry one
+    (orbax logs each failed save with its traceback; the run's log file keeps them), and a
+    log handler that cannot write (a full disk under the log file) fails silently
+    (logging.raiseExceptions) instead of printing '--- Logging error ---' and a traceback
+    for every record."""
+    logging.raiseExceptions = False
+    for h in logging.getLogger().handlers:
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            if _no_traceback not in h.filters:
+                h.addFilter(_no_traceback)
 
 
 def log_file(run_dir: Path) -> Path:
