@@ -2,7 +2,7 @@
 # jaxdl launcher: sets itself up on first use, then runs the main job, a sweep or the tests.
 #   ./launch.sh [hydra overrides]      main job (python -m jaxdl.main)
 #   ./launch.sh -m [overrides]         Hydra multirun
-#   ./launch.sh test [pytest args]     the test suite
+#   ./launch.sh test [pytest args]     lint (ruff) and the test suite (installs the bench peers too)
 #   ./launch.sh bench [SCRIPT args]    install the benchmark peers (torch, keras) too; run SCRIPT
 #   ./launch.sh py SCRIPT [args]       run a script (e.g. experiments/...) inside the venv
 #   ./launch.sh report DIR... [opts]   python -m jaxdl.report (run dirs -> report.md)
@@ -185,7 +185,10 @@ case ":${GLIBC_TUNABLES:-}:" in
 esac
 case "${1:-}" in
   test)
-    shift; setup ""
+    # the benchmark peers too: the cells' tests compare against torch.nn.GRU / nn.RNN
+    shift; setup bench
+    say "ruff check (pyproject.toml [tool.ruff])"
+    "$VENV/bin/ruff" check -q "$ROOT" || { say "ruff found the problems above; fix them (many: $VENV/bin/ruff check --fix)"; exit 1; }
     exec "$VENV/bin/python" -m pytest "$@" ;;
   bench)
     shift; setup bench

@@ -23,7 +23,7 @@ import optax
 from jaxdl.classic.backprop import delta_rule_value_and_grad
 from jaxdl.data.images import mnist
 from jaxdl.models.mlp import mlp_init
-from jaxdl.train.classifier_trainer import encode_targets, make_epoch
+from jaxdl.classic.classifier_trainer import encode_targets, make_epoch
 
 
 def reference_epoch(batch_size, n, lr):

@@ -140,7 +140,7 @@ def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
 
     from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
     from jaxdl.objectives import softmax_xent
-    from jaxdl.train.optim import make_optimizer
+    from jaxdl.optimizers import make_optimizer
     from jaxdl.train.tbptt import Batch, make_tbptt
 
     cfg, (xs, ys, ws), (xt, yt, wt), V, source = load(workload, seed, text_chars, smoke)

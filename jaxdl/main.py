@@ -1,8 +1,9 @@
 """Hydra entry point: `python -m jaxdl.main [overrides]` (or ./launch.sh).
 
-Config becomes plain values here (jaxdl.config.parse) and is checked before any
-compute; then the task is built, the trainer runs, and the run directory gets
-metrics.jsonl, summary.json, checkpoints/ and the wandb run files."""
+Config becomes typed config objects here (jaxdl.configure.parse) and is checked
+before any compute; then the task is built, the trainer runs, and the run directory
+gets metrics.jsonl, summary.json (with the effective settings and the provenance),
+checkpoints/ and the wandb run files (whose config holds the same two records)."""
 from __future__ import annotations
 
 import os
@@ -11,9 +12,10 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from jaxdl.config import ConfigError, RunSpec, parse
+from jaxdl.config.schema import Config
+from jaxdl.configure import ConfigError, effective, parse
 
 
 def _group_and_name() -> tuple[str | None, str]:
@@ -23,20 +25,23 @@ def _group_and_name() -> tuple[str | None, str]:
     return None, hc.job.override_dirname or "default"
 
 
-def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: str) -> dict:
+def run(config: Config, run_dir: Path, overrides: list[str], group: str | None, name: str) -> dict:
     """Build the task, train, write the run dir. Returns the summary. Stop signals
     (SIGTERM, SIGUSR1, SIGUSR2, a first Ctrl-C) end the run at the next chunk boundary with
     a checkpoint (jaxdl.run.signals). The launch is checked against the run dir's config
-    and recorded once the run dir's lock is held (jaxdl.run.launches)."""
+    and recorded once the run dir's lock is held (jaxdl.run.launches). summary.json and the
+    wandb config record the effective settings ("config") and the provenance (commit,
+    lock, versions, overrides)."""
+    import dataclasses
     from jaxdl.run.context import RunContext
     from jaxdl.run.launches import begin, check_train_settings
-    from jaxdl.run.provenance import hydra_overrides
+    from jaxdl.run.provenance import provenance
     from jaxdl.run.signals import StopFlag
     from jaxdl.run.wandb_logger import WandbLogger
     from jaxdl.runner import run_task
 
     from jaxdl.run.failures import tracebacks_to_the_log_only
-    settings = check_train_settings(spec.train)
+    settings = check_train_settings(dataclasses.asdict(config.train))
     tracebacks_to_the_log_only()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
@@ -44,16 +49,17 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
     logger = None
     exit_code = 1
     try:
-        ctx = RunContext(run_dir, None, spec.train["checkpoint_every"], spec.train.get("progress", True), stop)
+        ctx = RunContext(run_dir, None, config.train.checkpoint_every, config.train.progress, stop)
         if ctx.primary:
             hc = HydraConfig.get() if HydraConfig.initialized() else None
-            ctx.launch = begin(run_dir, resolved, settings["resume"], ctx.last_checkpoint() or 0,
-                               hydra_overrides() if hc is not None else None, hc)
-        mode = spec.logger["mode"] if ctx.primary else "disabled"    # one wandb run: process 0's
-        logger = ctx.logger = WandbLogger(run_dir, mode, spec.logger.get("project", "jaxdl"),
-                                          spec.logger.get("group") or group, name, resolved,
-                                          tags=spec.logger.get("tags") or ())
-        summary = run_task(spec, ctx)
+            ctx.launch = begin(run_dir, effective(config), settings["resume"], ctx.last_checkpoint() or 0,
+                               overrides, hc)
+        records = {"config": effective(config), "provenance": provenance(overrides, run_dir if ctx.primary else None)}
+        lg = config.logger
+        mode = lg.mode if ctx.primary else "disabled"    # one wandb run: process 0's
+        logger = ctx.logger = WandbLogger(run_dir, mode, lg.project, lg.group or group, name, records,
+                                          tags=lg.tags)
+        summary = run_task(config, ctx, records)
         exit_code = 0
         return summary
     finally:
@@ -66,8 +72,10 @@ def run(spec: RunSpec, run_dir: Path, resolved: dict, group: str | None, name: s
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from jaxdl.run.provenance import hydra_overrides
+    overrides = hydra_overrides()
     try:
-        spec = parse(cfg)
+        config = parse(cfg, overrides)
     except ConfigError as e:
         print(f"[jaxdl] config error: {e}", file=sys.stderr)
         sys.exit(2)
@@ -78,9 +86,9 @@ def main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     from jaxdl.run.mesh import MeshError, init_distributed, resolve_mesh, same_on_all_processes
     try:
-        init_distributed(spec.dist)        # several processes: before any other JAX use
+        init_distributed(config.dist)      # several processes: before any other JAX use
         import jax
-        m = spec.mesh                      # devices known now: -1 resolved, the mesh checked
+        m = config.mesh                      # devices known now: -1 resolved, the mesh checked
         resolve_mesh(m["replica"], m["data"], jax.device_count(), jax.process_count(), m["members"], m["streams"])
         same_on_all_processes(str(run_dir.absolute()), "the run dir",
                               "set hydra.run.dir=<a directory every process sees> on all of them")
@@ -88,9 +96,8 @@ def main(cfg: DictConfig) -> None:
         print(f"[jaxdl] config error: {e}", file=sys.stderr)
         sys.exit(2)
     group, name = _group_and_name()
-    resolved = OmegaConf.to_container(cfg, resolve=True)
     try:
-        run(spec, run_dir, resolved, group, name)
+        run(config, run_dir, overrides, group, name)
     except Exception as e:  # a clear last line, non-zero exit; the traceback is in the run's log
         from jaxdl.run.failures import explain, log_traceback
         from jaxdl.run.launches import LaunchRefused

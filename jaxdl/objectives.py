@@ -34,6 +34,10 @@ def binary_xent(logits, targets):
     return {"loss": loss, "accuracy": acc}
 
 
+# metric names (the part after "split/") where a higher value is better; every other
+# metric (loss, error, mse, rmse, bpc) is better lower
+HIGHER_IS_BETTER = frozenset({"accuracy", "exact_match", "char_accuracy", "r2"})
+
 OBJECTIVES = {"xent": softmax_xent, "mse": mse, "half_sse": half_sse, "binary_xent": binary_xent}
 
 

@@ -1,72 +1,69 @@
-"""One run of a task from a validated RunSpec: build the task, make its trainer,
-train through the one loop (jaxdl.train.loop), let the task finish its own work
-(`after`), write summary.json and print the closing lines."""
+"""One run of a task from a typed Config: build the task, make its trainer, train
+through the one loop (jaxdl.train.loop), let the task finish its own work (`after`),
+write summary.json and print the closing lines."""
 from __future__ import annotations
 
 import jax
 import numpy as np
 
-from jaxdl.config import RunSpec
+from jaxdl.config.schema import Config
 from jaxdl.run.context import RunContext
 from jaxdl.run.mesh import placement_for
-from jaxdl.run.verdict import chance_report
-from jaxdl.tasks import builder, call_task
+from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.run.metrics import final_and_best
+from jaxdl.run.verdict import chance_report
+from jaxdl.tasks import TASKS, build
 from jaxdl.train import population
 from jaxdl.train.loop import Chunking, Trainer, train_loop
 
 
-def make_trainer(task, spec: RunSpec) -> tuple[Trainer, dict]:
-    """The trainer the task asks for, from the model/optim/tbptt/train config; and the
-    summary facts that describe it."""
-    m, o, tb, tr = spec.model.params, spec.optim, spec.tbptt, spec.train
-    kind = task.trainer
+def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
+    """The trainer of the task's kind, built from the typed configs; and the summary facts
+    that describe it ("about": the closing line, "desc": the progress bar)."""
+    m, kind = config.model, config.kind
     # a population varies optimizer values: they become optimizer state (inject_hyperparams)
-    optimizer_values = {"weight_decay": o.get("weight_decay", 0.0),
-                        "injectable": any(k.startswith("optim.") for k in spec.population)}
-    if kind == "tbptt":
+    injectable = any(k.startswith("optim.") for k in config.population)
+    if kind == "stream":
+        tb = config.tbptt
+        if config.estimator.name != "tbptt":
+            from jaxdl.train.online_trainer import online_trainer
+            from jaxdl.optimizers import optimizers
+            t = online_trainer(task, m, optimizers(config.optim, injectable), config.estimator, config.seed)
+            how = f"{config.estimator.name.upper()}(every={config.estimator.every})"
+            return t, {"estimator": config.estimator.name, "updates_per_epoch": t.steps_per_epoch,
+                       "about": f"{how}, {m.name}, hidden={m.hidden}", "desc": f"{task.name} {how}"}
         from jaxdl.train.tbptt_trainer import tbptt_trainer
-        t = tbptt_trainer(task, seed=spec.seed, hidden=m["hidden"], layers=m.get("layers", 1),
-                          forget_bias=m.get("forget_bias", 1.0), hoist=m.get("hoist"), optimizer=o["name"],
-                          lr=o["lr"], clip=o.get("clip", 0.0), k1=tb["k1"], k2=tb["k2"], reset=tb["reset"],
-                          shuffle=tr.get("shuffle", True), dtype=m.get("dtype", "float32"),
-                          remat=m.get("remat", "none"), **optimizer_values)
-        reset = task.reset or tb["reset"]
-        return t, {"tbptt": {"k1": tb["k1"], "k2": tb["k2"], "reset": reset}, "updates_per_epoch": t.steps_per_epoch,
-                   "about": f"TBPTT(k1={tb['k1']}, k2={tb['k2']}), hidden={m['hidden']}",
-                   "desc": f"{task.name} TBPTT({tb['k1']},{tb['k2']})"}
+        t = tbptt_trainer(task, m, config.optim, tb, config.train, config.seed, injectable)
+        reset = task.reset or tb.reset
+        return t, {"tbptt": {"k1": tb.k1, "k2": tb.k2, "reset": reset}, "estimator": "tbptt",
+                   "updates_per_epoch": t.steps_per_epoch,
+                   "about": f"TBPTT(k1={tb.k1}, k2={tb.k2}), {m.name}, hidden={m.hidden}",
+                   "desc": f"{task.name} TBPTT({tb.k1},{tb.k2})"}
     if kind == "workflow":
         c, (x, y, mask) = task.model, task.train
         splits = {name: c.split(xs, ys, task.batch_size, ms, extra) for name, (xs, ys, ms, extra) in task.splits.items()}
-        t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and not c.model.stateful, mask=mask,
-                      seed=spec.seed, splits=splits, score=task.score)
-        return t, {"updates_per_epoch": t.steps_per_epoch, "about": f"hidden={m['hidden']}", "desc": task.name}
+        t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and config.train.shuffle
+                      and not c.model.stateful, mask=mask, seed=config.seed, splits=splits, score=task.score)
+        return t, {"updates_per_epoch": t.steps_per_epoch, "about": f"{m.name}, hidden={m.hidden}",
+                   "desc": task.name}
     if kind == "classify":
-        from jaxdl.train.classifier_trainer import classifier_trainer
-        x_tr, y_tr = task.data["train"]
-        classes = int(max(int(np.max(y)) for _, y in task.data.values())) + 1
-        sizes = [x_tr.shape[1], *m.get("hidden", [300]), classes]
-        t = classifier_trainer(task.data, sizes=sizes, hidden_act=m.get("hidden_act", "sigmoid"),
-                               output_act=m.get("output_act", "sigmoid"), loss=m.get("loss", "half_sse"),
-                               backprop=m.get("backprop", "autodiff"), init=m.get("init", "uniform_0.1"),
-                               optimizer=o["name"], lr=o["lr"], clip=o.get("clip", 0.0),
-                               batch_size=tr.get("batch_size", 32), shuffle=tr.get("shuffle", True), seed=spec.seed,
-                               **optimizer_values)
+        from jaxdl.classic.classifier_trainer import classifier_sizes, classifier_trainer
+        sizes = classifier_sizes(task.data, m)
+        t = classifier_trainer(task.data, m, config.optim, config.train, config.seed, injectable)
         return t, {"sizes": sizes, "updates_per_epoch": t.steps_per_epoch, "about": "-".join(map(str, sizes)),
                    "desc": task.name}
     if kind in ("perceptron", "linear"):
-        from jaxdl.classic import perceptron
-        from jaxdl.classic.trainers import rule_trainer
-        act = perceptron.step if kind == "perceptron" else perceptron.identity
-        t = rule_trainer(task.data, m["rate"], act, m.get("rule", "sgd"))
-        return t, {"rule": m.get("rule", "sgd"), "updates_per_epoch": t.steps_per_epoch,
-                   "about": f"{kind} rule, rate {m['rate']}", "desc": task.name}
-    raise ValueError(f"task {task.name!r} asks for an unknown trainer {kind!r}")
+        from jaxdl.classic.rule_trainer import rule_trainer
+        t = rule_trainer(task.data, m)
+        rule = getattr(m, "rule", "sgd")
+        return t, {"rule": rule, "updates_per_epoch": t.steps_per_epoch,
+                   "about": f"{kind} rule, rate {m.rate}", "desc": task.name}
+    raise ValueError(f"task {task.name!r} has an unknown kind {kind!r}")
 
 
-def epochs_of(task, spec: RunSpec) -> int:
-    """The perceptron and linear unit count passes in model.iterations (the seed's)."""
-    return spec.model.params["iterations"] if task.trainer in ("perceptron", "linear") else spec.train["epochs"]
+def epochs_of(config: Config) -> int:
+    """The perceptron and linear unit count passes in model.iterations (the source text's)."""
+    return config.model.iterations if config.kind in ("perceptron", "linear") else config.train.epochs
 
 
 def monitored(task, trainer: Trainer) -> str:
@@ -76,49 +73,58 @@ def monitored(task, trainer: Trainer) -> str:
     return f"val/{name}" if "val" in trainer.splits else task.headline
 
 
-def run_task(spec: RunSpec, ctx: RunContext) -> dict:
-    """Train spec's task in ctx's run dir; returns the summary (also in summary.json)."""
-    kw = dict(spec.task_params, seed=spec.seed, hidden=spec.model.params.get("hidden"), lr=spec.optim["lr"],
-              batch_size=spec.train.get("batch_size", 32), epochs=spec.train["epochs"])
-    task = call_task(builder(spec.task), spec.data_dir, **kw)
-    trainer, facts = make_trainer(task, spec)
-    tr = spec.train
-    epochs = epochs_of(task, spec)
-    hps, replica_of = population.members(spec.population, tr["replicas"])
-    placement = placement_for(spec.mesh)      # None on one device: the loop as always
-    res = train_loop(trainer, ctx, epochs=epochs, seed=spec.seed, members=len(hps),
-                     hparams=population.stacked(hps) if spec.population else None, replica_of=replica_of,
-                     eval_every=tr["eval_every"], stop_on_rise=monitored(task, trainer) if tr.get("stop_on_rise") else None,
-                     higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0, desc=f"{facts.pop('desc')} on {jax.devices()[0].platform}:{jax.devices()[0].device_kind}",
-                     show=("train/loss", monitored(task, trainer), task.headline), placement=placement,
-                     chunking=Chunking(tr.get("chunk_s", 2.0), None, tr.get("checkpoint_every_s")))
+def higher_is_better(task) -> dict[str, bool]:
+    """Metric name -> whether higher is better: the one table (jaxdl.objectives) plus the
+    task's own headline direction."""
+    return {**{k: True for k in HIGHER_IS_BETTER}, task.headline.split("/")[-1]: task.higher_is_better}
+
+
+def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> dict:
+    """Train config's task in ctx's run dir; returns the summary (also in summary.json).
+    records: what summary.json records besides the results (the effective config, the
+    provenance)."""
+    entry = TASKS[config.task.name]
+    task = build(entry, config.task, config.seed, config.data_dir, config.model, config.optim, config.train)
+    trainer, facts = make_trainer(task, config)
+    tr = config.train
+    epochs = epochs_of(config)
+    hps, replica_of = population.members(config.population, tr.replicas)
+    placement = placement_for(config.mesh)      # None on one device: the loop as always
+    watch = monitored(task, trainer)
+    device = jax.devices()[0]
+    res = train_loop(trainer, ctx, epochs=epochs, seed=config.seed, members=len(hps),
+                     hparams=population.stacked(hps) if config.population else None, replica_of=replica_of,
+                     eval_every=tr.eval_every, stop_on_rise=watch if tr.stop_on_rise else None,
+                     higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0,
+                     desc=f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
+                     show=("train/loss", watch, task.headline), placement=placement,
+                     chunking=Chunking(tr.chunk_s, None, tr.checkpoint_every_s))
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
     final_state = res.state if jax.process_count() == 1 else placement.gather(res.state)  # readable everywhere
     done = task.after(final_state, ctx.run_dir) if task.after else {}
     extra = {"task": task.name, "headline": task.headline, "chance": task.chance, "chance_text": task.chance_text,
-             "higher_is_better": task.higher_is_better, "seed": spec.seed, "replicas": tr["replicas"],
+             "higher_is_better": task.higher_is_better, "seed": config.seed, "replicas": tr.replicas,
              "num_params": num_params, "epochs": epochs, "epochs_run": res.epochs_run,
              "stopped_early_at": res.stopped_early_at, **facts, "wall_time_s": res.wall_time_s,
              "steps_per_s": res.steps_per_s, "epoch_time_s": res.epoch_time_s,
              "mesh": {**(placement.shape if placement else {"replica": 1, "data": 1}), "processes": jax.process_count()},
-             **{k: v for k, v in done.items() if k != "final"}}
-    hib = {task.headline.split("/")[-1]: task.higher_is_better, "accuracy": True, "exact_match": True,
-           "char_accuracy": True}
-    if spec.population:
-        extra["population"] = spec.population
+             **{k: v for k, v in done.items() if k != "final"}, **(records or {})}
+    hib = higher_is_better(task)
+    if config.population:
+        extra["population"] = config.population
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
     summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
                                  **member_records(ctx, task, hps, replica_of, hib)}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
     if len(hps) > 1 and task.headline in summary.get("replica_stats", {}):
         st = summary["replica_stats"][task.headline]
-        what = f"{len(hps)} members" if spec.population else f"{tr['replicas']} replicas"
+        what = f"{len(hps)} members" if config.population else f"{tr.replicas} replicas"
         print(f"[jaxdl] {what}: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
-    if spec.population and getattr(ctx.logger, "member_runs", None):
+    if config.population and getattr(ctx.logger, "member_runs", None):
         ctx.logger.member_runs(summary["members"], ctx.metrics.read())
-    if spec.population and summary["selection"]:
+    if config.population and summary["selection"]:
         sel = summary["selection"]
         print(f"[jaxdl] {len(hps)} members; selected on {sel['by']}: member {sel['member']} "
               f"{sel['hparams']} (replica {sel['replica']}): {sel['by']} {sel['val']:.4f}, "

@@ -18,9 +18,9 @@ def compose_cfg(overrides=()):
 
 
 def run_inprocess(tmp_path, overrides=(), name="t"):
-    from jaxdl.config import parse
+    from jaxdl.configure import parse
     from jaxdl.main import run
-    cfg = compose_cfg(overrides)
-    spec = parse(cfg)
+    overrides = list(overrides)
+    config = parse(compose_cfg(overrides), overrides)
     run_dir = Path(tmp_path) / name
-    return run(spec, run_dir, OmegaConf.to_container(cfg, resolve=True), None, name), run_dir
+    return run(config, run_dir, overrides, None, name), run_dir

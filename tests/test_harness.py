@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxdl.config import ConfigError, parse
+from jaxdl.configure import ConfigError, parse
 from tests.helpers import ROOT, TINY_ECHO, compose_cfg, run_inprocess
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "JAX_PLATFORMS": "cpu"}
@@ -20,12 +20,12 @@ def test_documented_overrides_mean_what_they_say():
     spec = parse(compose_cfg(["task=echo", "task.lag=10", "model=lstm", "model.hidden=64",
                               "tbptt.k1=10", "tbptt.k2=20", "seed=3", "train.epochs=5",
                               "logger.mode=disabled"]))
-    assert spec.task == "echo" and spec.task_params["lag"] == 10
-    assert spec.model.name == "lstm" and spec.model.params["hidden"] == 64
-    assert (spec.tbptt["k1"], spec.tbptt["k2"]) == (10, 20)
-    assert spec.seed == 3 and spec.train["epochs"] == 5 and spec.logger["mode"] == "disabled"
+    assert spec.task.name == "echo" and spec.task.lag == 10
+    assert spec.model.name == "lstm" and spec.model.hidden == 64
+    assert (spec.tbptt.k1, spec.tbptt.k2) == (10, 20)
+    assert spec.seed == 3 and spec.train.epochs == 5 and spec.logger.mode == "disabled"
     for mode in ("offline", "online"):
-        assert parse(compose_cfg([f"logger.mode={mode}"])).logger["mode"] == mode
+        assert parse(compose_cfg([f"logger.mode={mode}"])).logger.mode == mode
 
 
 @pytest.mark.parametrize("override,key", [

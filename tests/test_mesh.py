@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxdl.config import ConfigError, parse
+from jaxdl.configure import ConfigError, parse
 from jaxdl.run.mesh import MeshError, distributed_reason, placement_for, resolve_mesh
 from tests.helpers import ROOT, compose_cfg
 

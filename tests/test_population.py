@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxdl.config import ConfigError, parse
+from jaxdl.configure import ConfigError, parse
 from tests.helpers import TINY_ECHO, compose_cfg, run_inprocess
 
 QUIET = ["logger.mode=disabled", "train.progress=false"]

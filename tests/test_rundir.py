@@ -265,17 +265,18 @@ def test_a_programs_temporaries_are_measured_and_refused_over_the_limit():
     """budget.check_program reads the compiled program's own account of its temporaries: a
     TBPTT chunk's grow with the window, and one over the limit is refused naming the keys."""
     import jax
-    from jaxdl.config import parse
+    from jaxdl.configure import parse
     from jaxdl.run import budget
     from jaxdl.runner import make_trainer
-    from jaxdl.tasks import builder, call_task
+    from jaxdl.tasks import TASKS, build
     from jaxdl.train.loop import init_members
     from tests.helpers import compose_cfg
 
     def temps(k):
-        spec = parse(compose_cfg(SMALL + [f"tbptt.k1={k}", f"tbptt.k2={k}"]))
-        task = call_task(builder(spec.task), spec.data_dir, **dict(spec.task_params, seed=0))
-        tr, _ = make_trainer(task, spec)
+        ov = SMALL + [f"tbptt.k1={k}", f"tbptt.k2={k}"]
+        c = parse(compose_cfg(ov), ov)
+        task = build(TASKS[c.task.name], c.task, c.seed, c.data_dir, c.model, c.optim, c.train)
+        tr, _ = make_trainer(task, c)
         st = jax.eval_shape(lambda: init_members(tr, 0, 1))
         lowered = jax.jit(jax.vmap(tr.train_chunk, in_axes=(0, None, None, None))).lower(
             st, tr.epoch_inputs(0), np.int32(0), np.int32(1))

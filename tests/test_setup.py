@@ -302,14 +302,14 @@ def test_summary_json_records_the_provenance(tmp_path):
                                         ("or", "perceptron"), ("xor", "perceptron"), ("salary", "linear"),
                                         ("echo", "lstm"), ("textgen", "lstm")])
 def test_each_task_brings_its_natural_model(task, model):
-    from jaxdl.config import parse
+    from jaxdl.configure import parse
     cfg = compose_cfg([f"task={task}"])
     assert cfg.model.name == model
     assert parse(cfg).model.name == model                # and the config checks accept it
 
 
 def test_an_explicit_wrong_model_is_refused_before_any_compute(tmp_path):
-    from jaxdl.config import ConfigError, parse
+    from jaxdl.configure import ConfigError, parse
     with pytest.raises(ConfigError, match=r"^model: model 'lstm' cannot run task 'mnist'; use model=mlp"):
         parse(compose_cfg(["task=mnist", "model=lstm"]))
     with pytest.raises(ConfigError, match="model 'mlp' cannot run task 'xor'; use model=perceptron"):

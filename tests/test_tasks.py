@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from jaxdl.config import OptimConfig, RecurrentConfig, TrainConfig
 from jaxdl.tasks import addition, forecast, seqclass, synthetic
 from jaxdl.tasks.base import fit_workflow_task
 from jaxdl.tasks.series import load_series
@@ -39,7 +40,8 @@ def test_seqclass_digits_rows_as_time_steps(tmp_path):
 
 
 def test_seqclass_variable_length_with_masking():
-    task = seqclass.seqclass("varlen", n=1200, hidden=16)
+    task = seqclass.seqclass(seqclass.SeqclassConfig(variant="varlen", n=1200), 0, RecurrentConfig(hidden=16),
+                             OptimConfig("adam", lr=5e-3), TrainConfig(batch_size=32))
     m, _, ts = fit_workflow_task(task, epochs=8)
     c = task.model
     assert m["test/accuracy"] > 0.75 > task.chance      # chance: the majority class of the test split
@@ -53,7 +55,8 @@ def test_seqclass_variable_length_with_masking():
 
 
 def test_addition_seq2seq_learns_two_digit_sums():
-    task = addition.addition(digits=2, train_size=4000, test_size=500, hidden=96, lr=5e-3)
+    task = addition.addition(addition.AdditionConfig(digits=2, train_size=4000, test_size=500), 0,
+                             RecurrentConfig(hidden=96), OptimConfig("adam", lr=5e-3, clip=1.0), TrainConfig(batch_size=64))
     m, _, ts = fit_workflow_task(task, epochs=40)
     examples = addition.examples(task.model, ts, [("12+34", "46")], 2)
     assert m["test/exact_match"] > 0.8                  # a random guess: ~1e-3
@@ -112,7 +115,7 @@ def test_echo_needs_k2_above_the_lag(tmp_path, k2, learnable):
 
 
 def test_adding_problem_baseline_and_learning(tmp_path):
-    t = synthetic.adding(0, length=20, train_size=256, test_size=128, batch=64)
+    t = synthetic.adding(synthetic.AddingConfig(length=20, train_size=256, test_size=128, batch=64), 0)
     y = t.test.y[..., 0][t.test.weight > 0]
     assert abs(((y - 1.0) ** 2).mean() - 1 / 6) < 0.03    # the memoryless baseline
     s, _ = run_inprocess(tmp_path, ["experiment=adding", "task.length=20", "task.train_size=2048",

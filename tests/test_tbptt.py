@@ -12,23 +12,25 @@ import numpy as np
 import optax
 import pytest
 
+from jaxdl.models.cell import cell_of
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.train.tbptt import Batch, loss_steps, make_tbptt, summarize
 
 N_STEPS, B, D, H, O = 23, 2, 3, 4, 2
 
 
-def _cell(p, x, h, c):
-    z = x @ p.wx + h @ p.wh + p.b
-    H_ = h.shape[-1]
-    i = jax.nn.sigmoid(z[:, :H_]); f = jax.nn.sigmoid(z[:, H_:2 * H_])
-    g = jnp.tanh(z[:, 2 * H_:3 * H_]); o = jax.nn.sigmoid(z[:, 3 * H_:])
-    c = f * c + i * g
-    return o * jnp.tanh(c), c
+CELLS = ["lstm", "gru", "rnn"]
 
 
-def naive_update_loss(params, xs, ys, u, k1, k2, h0, c0):
-    """Mean squared error over update u's new steps, recomputed from step 0."""
+def _carry0(cell, key):
+    """A nonzero initial state of the cell's shape: (h, c) for the LSTM, (h,) otherwise."""
+    n = 2 if cell == "lstm" else 1
+    return tuple(0.5 * jax.random.normal(k, (B, H), jnp.float64) for k in jax.random.split(key, n))
+
+
+def naive_update_loss(params, xs, ys, u, k1, k2, carry0):
+    """Mean squared error over update u's new steps, recomputed from step 0 with the cell's
+    plain one-step transition (Cell.step), detaching where TBPTT(k1, k2) detaches."""
     n = xs.shape[0]
     new = range(u * k1, min((u + 1) * k1, n))
     if k1 <= k2:
@@ -38,14 +40,15 @@ def naive_update_loss(params, xs, ys, u, k1, k2, h0, c0):
         start = u * k1
         detach = {start + j * k2 for j in range((k1 + k2 - 1) // k2)}
     p = params["layers"][0]
-    h, c = h0, c0
+    cell = cell_of(p)
+    carry = carry0
     losses = []
     for t in range(new[-1] + 1):
         if t in detach:
-            h, c = jax.lax.stop_gradient(h), jax.lax.stop_gradient(c)
-        h, c = _cell(p, xs[t], h, c)
+            carry = jax.lax.stop_gradient(carry)
+        carry = cell.step(p, carry, xs[t])
         if t in new:
-            y = h @ params["readout"]["w"] + params["readout"]["b"]
+            y = cell.output(carry) @ params["readout"]["w"] + params["readout"]["b"]
             losses.append(((y - ys[t]) ** 2).mean(-1))
     return jnp.stack(losses).mean()
 
@@ -54,9 +57,9 @@ def _mse(preds, y):
     return {"loss": ((preds - y) ** 2).mean(-1)}
 
 
-def _stream():
+def _stream(cell="lstm"):
     key = jax.random.PRNGKey(7)
-    params = rnn_init(key, D, H, O, dtype=jnp.float64)
+    params = rnn_init(key, D, H, O, cell=cell, dtype=jnp.float64)
     xs = jax.random.normal(jax.random.PRNGKey(8), (N_STEPS, B, D), jnp.float64)
     ys = jax.random.normal(jax.random.PRNGKey(9), (N_STEPS, B, O), jnp.float64)
     return params, xs, ys
@@ -75,27 +78,29 @@ def _engine_grads(params, xs, ys, k1, k2, carry0):
     return eng, out
 
 
+@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("k1,k2", [(5, 5), (3, 7), (1, 4), (2, 3), (7, 3), (6, 1), (4, 10)])
-def test_every_update_matches_naive_reference(x64, k1, k2):
-    params, xs, ys = _stream()
-    h0 = 0.5 * jax.random.normal(jax.random.PRNGKey(1), (B, H), jnp.float64)
-    c0 = jax.random.normal(jax.random.PRNGKey(2), (B, H), jnp.float64)
-    eng, out = _engine_grads(params, xs, ys, k1, k2, ((h0, c0),))
+def test_every_update_matches_naive_reference(x64, k1, k2, cell):
+    """Every cell through the engine, every (k1, k2) configuration, nonzero initial state."""
+    params, xs, ys = _stream(cell)
+    carry0 = _carry0(cell, jax.random.PRNGKey(1))
+    eng, out = _engine_grads(params, xs, ys, k1, k2, (carry0,))
     U = eng.schedule.updates
     assert U == -(-N_STEPS // k1)
     assert k1 == 1 or N_STEPS % k1 != 0  # a ragged end
     ref_grad = jax.jit(jax.grad(naive_update_loss), static_argnums=(3, 4, 5))
     for u in range(U):
-        g_ref = ref_grad(params, xs, ys, u, k1, k2, h0, c0)
+        g_ref = ref_grad(params, xs, ys, u, k1, k2, carry0)
         g_eng = jax.tree.map(lambda a: a[0, u], out["grads"])
         for a, b in zip(jax.tree.leaves(g_eng), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"update {u}")
 
 
-def test_full_bptt_equals_whole_sequence_grad(x64):
+@pytest.mark.parametrize("cell", CELLS)
+def test_full_bptt_equals_whole_sequence_grad(x64, cell):
     """TBPTT(n, n) is one update whose gradient is jax.grad of the whole-sequence loss."""
-    params, xs, ys = _stream()
-    carry0 = rnn_carry(params, B)
+    params, xs, ys = _stream(cell)
+    carry0 = (_carry0(cell, jax.random.PRNGKey(3)),)
     eng, out = _engine_grads(params, xs, ys, N_STEPS, N_STEPS, carry0)
     assert eng.schedule.updates == 1
 

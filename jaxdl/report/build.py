@@ -11,12 +11,12 @@ from pathlib import Path
 
 import yaml
 
+from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.report.collect import Member, collect_all
 from jaxdl.report.stats import Stats, describe
 
-# metric names (the part after "split/") where a higher value is better, for a --metric that
-# is not the runs' headline; the headline's direction comes from summary.json
-HIGHER_IS_BETTER = {"accuracy", "exact_match", "char_accuracy", "r2"}
+# HIGHER_IS_BETTER: metric names where a higher value is better, for a --metric that is not
+# the runs' headline; the headline's direction comes from summary.json
 
 
 @dataclass

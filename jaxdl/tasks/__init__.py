@@ -1,49 +1,46 @@
-"""Task registry: name -> builder. Builders take plain values and return a task
-(jaxdl.tasks.base) whose `trainer` field names the trainer that runs it."""
+"""Task registry: name -> (builder, config class, kind). A builder takes its task config
+and the run's seed (and what else its kind needs, see `build`) and returns the prepared
+data of jaxdl.data.prepared; `kind` says which trainer runs it:
+
+    stream     SeqTask: TBPTT(k1, k2) or an online estimator (jaxdl.train)
+    workflow   WorkflowTask: a Keras-style Sequential (jaxdl.workflow), built from model/optim/train
+    classify   ArrayTask: the feed-forward classifier (jaxdl.classic.classifier_trainer)
+    perceptron, linear: ArrayTask: the source text's learning rules (jaxdl.classic.rule_trainer)
+"""
+from __future__ import annotations
+
 import inspect
+from typing import Callable, NamedTuple
+
 from jaxdl.tasks import addition, classic, forecast, seqclass, synthetic, text
 
-SEQUENCE_TASKS = {
-    "echo": synthetic.echo,
-    "adding": synthetic.adding,
-    "sine": synthetic.sine,
-    "textgen": text.textgen,
-}
 
-# Keras-style Sequential models (jaxdl.workflow); their builders also take the model size,
-# learning rate and batch size from model/optim/train
-WORKFLOW_TASKS = {
-    "forecast": forecast.forecast,
-    "seqclass": seqclass.seqclass,
-    "addition": addition.addition,
-}
-# builder arguments that come from model/optim/train (and the entry point), not from task.*
-WORKFLOW_RUN_ARGS = {"hidden", "epochs", "batch_size", "lr", "seed", "data_dir"}
+class TaskEntry(NamedTuple):
+    build: Callable
+    config: type
+    kind: str
 
-# name -> (builder, kind); kind picks the models that fit
-CLASSIC_TASKS = {
-    "and": (classic.and_, "perceptron"),
-    "or": (classic.or_, "perceptron"),
-    "xor": (classic.xor, "perceptron"),
-    "salary": (classic.salary_task, "linear"),
-    "digits": (classic.digits, "classify"),
-    "mnist": (classic.mnist, "classify"),
+
+TASKS = {
+    "echo": TaskEntry(synthetic.echo, synthetic.EchoConfig, "stream"),
+    "adding": TaskEntry(synthetic.adding, synthetic.AddingConfig, "stream"),
+    "sine": TaskEntry(synthetic.sine, synthetic.SineConfig, "stream"),
+    "textgen": TaskEntry(text.textgen, text.TextgenConfig, "stream"),
+    "forecast": TaskEntry(forecast.forecast, forecast.ForecastConfig, "workflow"),
+    "seqclass": TaskEntry(seqclass.seqclass, seqclass.SeqclassConfig, "workflow"),
+    "addition": TaskEntry(addition.addition, addition.AdditionConfig, "workflow"),
+    "and": TaskEntry(classic.truth_task, classic.TruthTableConfig, "perceptron"),
+    "or": TaskEntry(classic.truth_task, classic.TruthTableConfig, "perceptron"),
+    "xor": TaskEntry(classic.truth_task, classic.TruthTableConfig, "perceptron"),
+    "salary": TaskEntry(classic.salary_task, classic.SalaryConfig, "linear"),
+    "digits": TaskEntry(classic.digits, classic.DigitsConfig, "classify"),
+    "mnist": TaskEntry(classic.mnist, classic.MnistConfig, "classify"),
 }
 
 
-def builder(name: str):
-    """The builder of task `name`."""
-    if name in SEQUENCE_TASKS:
-        return SEQUENCE_TASKS[name]
-    if name in WORKFLOW_TASKS:
-        return WORKFLOW_TASKS[name]
-    return CLASSIC_TASKS[name][0]
-
-
-def call_task(fn, data_dir: str, **kw):
-    """Call a task builder with the arguments it takes: `data_dir` only for those that
-    read shared data, and only the run arguments (hidden, lr, ...) it names."""
-    params = inspect.signature(fn).parameters
-    if "data_dir" in params:
-        kw["data_dir"] = data_dir
-    return fn(**{k: v for k, v in kw.items() if k in params})
+def build(entry: TaskEntry, cfg, seed: int, data_dir: str, model=None, optim=None, train=None):
+    """Call a builder with what it takes: (cfg, seed), plus data_dir for those that read
+    shared data, plus model/optim/train for the Keras-style tasks."""
+    params = inspect.signature(entry.build).parameters
+    kw = {"data_dir": data_dir, "model": model, "optim": optim, "train": train}
+    return entry.build(cfg, seed, **{k: v for k, v in kw.items() if k in params})

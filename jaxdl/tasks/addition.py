@@ -8,13 +8,18 @@ exact_match (every character right) on held-out val and test problems.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.config.fields import setting
+from jaxdl.config.schema import OptimConfig, RecurrentConfig, TrainConfig
 from jaxdl.data.encoding import one_hot
-from jaxdl.tasks.base import WorkflowTask
-from jaxdl.workflow import LSTM, Dense, RepeatVector, Sequential
+from jaxdl.data.prepared import WorkflowTask
+from jaxdl.tasks.recipe import optimizer, recurrent_layers
+from jaxdl.workflow import Dense, RepeatVector, Sequential
 from jaxdl.workflow.model import TrainState
 
 ALPHABET = "0123456789+ "
@@ -46,19 +51,31 @@ def decode(ids) -> list[str]:
     return ["".join(ALPHABET[i] for i in row).strip() for row in np.asarray(ids)]
 
 
-def addition(digits=3, train_size=20000, test_size=2000, val_size=1000, hidden=128, batch_size=64, lr=3e-3,
-             seed=0) -> WorkflowTask:
-    """Encoder-decoder LSTM on train_size problems; val_size and test_size problems none
+@dataclass(frozen=True)
+class AdditionConfig:
+    name: str = "addition"
+    digits: int = setting(3, ge=1, doc="digits per operand")
+    train_size: int = setting(20000, ge=1)
+    test_size: int = setting(2000, ge=1)
+    val_size: int = setting(1000, ge=0, doc="0: no val split")
+
+
+def addition(cfg: AdditionConfig, seed: int, model: RecurrentConfig, optim: OptimConfig,
+             train: TrainConfig) -> WorkflowTask:
+    """Encoder-decoder of model.name layers (model.hidden units, model.layers deep on each
+    side) on train_size problems, trained with optim.*; val_size and test_size problems none
     of which is in the training set. Scores exact_match (every character right) and
     char_accuracy; after training prints held-out examples of replica 0."""
+    digits = cfg.digits
     rng = np.random.default_rng(seed)
-    train = make_problems(train_size, digits, rng)
-    test = make_problems(test_size, digits, rng, exclude=frozenset(q for q, _ in train))
-    val = make_problems(val_size, digits, rng, exclude=frozenset(q for q, _ in train + test)) if val_size else []
-    X_tr, Y_tr, _ = encode(train, digits)
-    c = Sequential([LSTM(hidden), RepeatVector(digits + 1), LSTM(hidden, return_sequences=True),
+    problems = make_problems(cfg.train_size, digits, rng)
+    test = make_problems(cfg.test_size, digits, rng, exclude=frozenset(q for q, _ in problems))
+    val = (make_problems(cfg.val_size, digits, rng, exclude=frozenset(q for q, _ in problems + test))
+           if cfg.val_size else [])
+    X_tr, Y_tr, _ = encode(problems, digits)
+    c = Sequential([*recurrent_layers(model), RepeatVector(digits + 1), *recurrent_layers(model, True),
                     Dense(len(ALPHABET), "softmax")], input_shape=X_tr.shape[1:]).compile(
-        "adam", "categorical_crossentropy", ["accuracy"], lr=lr, clip=1.0)
+        optimizer(optim), "categorical_crossentropy", ["accuracy"])
 
     def score(preds, target):
         y, ids = target
@@ -77,7 +94,7 @@ def addition(digits=3, train_size=20000, test_size=2000, val_size=1000, hidden=1
         print("[jaxdl] held-out examples: " + "; ".join(ex))
         return {"examples": ex}
 
-    return WorkflowTask("addition", c, (X_tr, Y_tr, None), splits, score, batch_size, "test/exact_match",
+    return WorkflowTask("addition", c, (X_tr, Y_tr, None), splits, score, train.batch_size, "test/exact_match",
                         1.0 / 10 ** (digits + 1), "a random guess of the answer's digits", after=after)
 
 

@@ -4,13 +4,16 @@ seed prints after training (weights, the truth table, salary predictions) is eac
 task's `after`."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.classic import linear_unit, perceptron
+from jaxdl.config.fields import setting
 from jaxdl.data import images
-from jaxdl.tasks.base import ArrayTask
+from jaxdl.data.prepared import ArrayTask
 
 # The seed's sample order: [1,1], [0,0], [1,0], [0,1]
 TRUTH_INPUTS = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], np.float32)
@@ -47,16 +50,36 @@ def _truth_task(op: str) -> ArrayTask:
                      after=after, trainer="perceptron")
 
 
-def and_(seed: int = 0):
-    return _truth_task("and")
+@dataclass(frozen=True)
+class TruthTableConfig:
+    """task=and | or | xor: the four rows of a truth table (no settings)."""
+    name: str = "and"
 
 
-def or_(seed: int = 0):
-    return _truth_task("or")
+@dataclass(frozen=True)
+class SalaryConfig:
+    """task=salary: the source text's five people (no settings)."""
+    name: str = "salary"
 
 
-def xor(seed: int = 0):
-    return _truth_task("xor")
+@dataclass(frozen=True)
+class DigitsConfig:
+    name: str = "digits"
+    test_fraction: float = setting(0.25, gt=0, lt=1)
+    val_size: int = setting(135, ge=0, doc="the last training images")
+
+
+@dataclass(frozen=True)
+class MnistConfig:
+    name: str = "mnist"
+    source: str = setting("idx", choices=("idx", "tfds"))
+    path: str = setting("", doc="a folder with the four IDX files (default: <data_dir>/mnist)")
+    val_size: int = setting(5000, ge=0, doc="the last training images")
+    limit: int = setting(0, ge=0, doc=">0: only the first `limit` training and test images")
+
+
+def truth_task(cfg: TruthTableConfig, seed: int) -> ArrayTask:
+    return _truth_task(cfg.name)
 
 
 def salary(seed: int = 0):
@@ -65,7 +88,7 @@ def salary(seed: int = 0):
             np.array([5500, 2300, 7600, 1800, 11400], np.float32))
 
 
-def salary_task(seed: int = 0) -> ArrayTask:
+def salary_task(cfg: SalaryConfig, seed: int) -> ArrayTask:
     """The linear unit's task: fit salary(), then predict four more people."""
     x, y = salary()
     var = float(((y - y.mean()) ** 2).mean())
@@ -112,15 +135,15 @@ def _image_task(name, x_tr, y_tr, x_te, y_te, val_size: int) -> ArrayTask:
     return ArrayTask(name, data, "test/accuracy", 1.0 / classes, f"chance = 1/{classes} = {1 / classes:.3f}")
 
 
-def digits(seed: int = 0, test_fraction: float = 0.25, val_size: int = 135):
-    return _image_task("digits", *images.digits(test_fraction, seed), val_size)
+def digits(cfg: DigitsConfig, seed: int):
+    return _image_task("digits", *images.digits(cfg.test_fraction, seed), cfg.val_size)
 
 
-def mnist(seed: int = 0, source: str = "idx", path: str = "", limit: int = 0, val_size: int = 5000,
-          data_dir: str = ""):
+def mnist(cfg: MnistConfig, seed: int, data_dir: str = ""):
     """The last `val_size` of the 60,000 training images are the val split (the usual
     55,000 / 5,000 split); `limit` > 0 trains on the first `limit` of the others and
     tests on the first `limit` test images."""
+    source, path, limit, val_size = cfg.source, cfg.path, cfg.limit, cfg.val_size
     x_tr, y_tr, x_te, y_te = images.mnist(source, path or None, data_dir or None, 0)
     if not 0 <= val_size < len(x_tr):
         raise ValueError(f"task.val_size must be in 0..{len(x_tr) - 1}, got {val_size}")

@@ -11,15 +11,21 @@ Reported in the original units: test/rmse, test/rmse_persistence, test/rmse_mlp.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.config.fields import setting
+from jaxdl.config.schema import OptimConfig, RecurrentConfig, TrainConfig
+
 from jaxdl.data.scaling import minmax_fit, minmax_inverse, minmax_transform
 from jaxdl.data.supervised import series_to_supervised
-from jaxdl.tasks.base import WorkflowTask
+from jaxdl.data.prepared import WorkflowTask
 from jaxdl.tasks.series import load_series
-from jaxdl.workflow import LSTM, Dense, Sequential
+from jaxdl.tasks.recipe import optimizer, recurrent_layers
+from jaxdl.workflow import Dense, Sequential
 from jaxdl.workflow.model import TrainState
 
 
@@ -58,14 +64,26 @@ def rmse(a, b):
     return float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def forecast(seed=0, series="airline", n_in=12, test_size=24, val_size=12, mlp_hidden=32, hidden=32,
-             epochs=600, batch_size=16, lr=3e-3) -> WorkflowTask:
-    """LSTM(hidden) -> Dense(1) on windows of n_in scaled differences; scored in passengers
-    (thousands): rmse on val and test. After training: the persistence and MLP-window
-    baselines on test, and forecast.png."""
-    d = prepare(load_series(series), n_in, test_size, val_size)
+@dataclass(frozen=True)
+class ForecastConfig:
+    name: str = "forecast"
+    series: str = setting("airline", doc="a series shipped in jaxdl/data/series/")
+    n_in: int = setting(12, ge=1, doc="months in each input window")
+    test_size: int = setting(24, ge=1)
+    val_size: int = setting(12, ge=0, doc="the months before the test part")
+    mlp_hidden: int = setting(32, ge=1, doc="the MLP-window baseline's hidden units")
+
+
+def forecast(cfg: ForecastConfig, seed: int, model: RecurrentConfig, optim: OptimConfig,
+             train: TrainConfig) -> WorkflowTask:
+    """model.layers recurrent layers (model.name, model.hidden units) -> Dense(1) on windows of
+    n_in scaled differences, trained with optim.*; scored in passengers (thousands): rmse on
+    val and test. After training: the persistence and MLP-window baselines on test (the MLP
+    trained with the same optimizer, batch size and epochs), and forecast.png."""
+    n_in, batch_size = cfg.n_in, train.batch_size
+    d = prepare(load_series(cfg.series), n_in, cfg.test_size, cfg.val_size)
     sc = d["scaler"]
-    lstm = Sequential([LSTM(hidden), Dense(1)], input_shape=(n_in, 1)).compile("adam", "mse", lr=lr)
+    lstm = Sequential([*recurrent_layers(model), Dense(1)], input_shape=(n_in, 1)).compile(optimizer(optim), "mse")
 
     def score(preds, target):
         y, (prev, truth) = target
@@ -79,9 +97,9 @@ def forecast(seed=0, series="airline", n_in=12, test_size=24, val_size=12, mlp_h
     def after(state, run_dir):
         ts = TrainState(*(jax.tree.map(lambda a: a[0], state[k]) for k in ("params", "opt_state", "state")))
         pred = undo(d, lstm.predict(ts, d["X_te"]))
-        mlp = Sequential([Dense(mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile("adam", "mse", lr=lr)
+        mlp = Sequential([Dense(cfg.mlp_hidden, "relu"), Dense(1)], input_shape=(n_in,)).compile(optimizer(optim), "mse")
         tm, _ = mlp.fit(mlp.init(jax.random.PRNGKey(seed)), d["X_tr"][..., 0], d["y_tr"], batch_size=batch_size,
-                        epochs=epochs, verbose=0, seed=seed)
+                        epochs=train.epochs, verbose=0, seed=seed)
         pred_mlp = undo(d, mlp.predict(tm, d["X_te"][..., 0]))
         _plot(d["truth"], pred, pred_mlp, d["prev"], run_dir / "forecast.png")
         base = {"test/rmse_persistence": persistence, "test/rmse_mlp": rmse(pred_mlp, d["truth"])}

@@ -10,13 +10,31 @@ Reports accuracy on val (held out from training) and test.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
+
+from jaxdl.config.fields import setting
+from jaxdl.config.schema import OptimConfig, RecurrentConfig, TrainConfig
 
 from jaxdl.data.encoding import one_hot
 from jaxdl.data.images import digits, mnist
 from jaxdl.data.padding import pad_sequences
-from jaxdl.tasks.base import WorkflowTask
-from jaxdl.workflow import LSTM, Dense, Sequential
+from jaxdl.data.prepared import WorkflowTask
+from jaxdl.tasks.recipe import optimizer, recurrent_layers
+from jaxdl.workflow import Dense, Sequential
+
+
+@dataclass(frozen=True)
+class SeqclassConfig:
+    name: str = "seqclass"
+    variant: str = setting("digits", choices=("digits", "mnist", "varlen"))
+    n: int = setting(4000, ge=1, doc="varlen: sequences")
+    min_len: int = setting(5, ge=1)
+    max_len: int = setting(30, ge=1)
+    padding: str = setting("post", choices=("pre", "post"))
+    val_fraction: float = setting(0.1, ge=0, lt=1, doc="the last training sequences")
+    limit: int = setting(0, ge=0, doc="mnist: >0 uses only the first `limit` images")
 
 
 def load(variant, seed, data_dir="", limit=0, n=4000, min_len=5, max_len=30, padding="post"):
@@ -38,16 +56,18 @@ def load(variant, seed, data_dir="", limit=0, n=4000, min_len=5, max_len=30, pad
     raise ValueError(f"task.variant must be digits, mnist or varlen, got {variant!r}")
 
 
-def seqclass(variant="digits", n=4000, min_len=5, max_len=30, padding="post", limit=0, val_fraction=0.1,
-             hidden=64, batch_size=32, lr=5e-3, seed=0, data_dir="") -> WorkflowTask:
-    """LSTM(hidden) -> Dense(classes, softmax) read over the rows/steps; the last
-    `val_fraction` of the training sequences are the validation split. Scores loss and
-    accuracy; chance is the majority class of the test split."""
-    X_tr, y_tr, X_te, y_te, m_tr, m_te = load(variant, seed, data_dir, limit, n, min_len, max_len, padding)
+def seqclass(cfg: SeqclassConfig, seed: int, model: RecurrentConfig, optim: OptimConfig, train: TrainConfig,
+             data_dir: str = "") -> WorkflowTask:
+    """model.layers recurrent layers (model.name, model.hidden units) -> Dense(classes,
+    softmax) read over the rows/steps, trained with optim.*; the last `val_fraction` of the
+    training sequences are the validation split. Scores loss and accuracy; chance is the
+    majority class of the test split."""
+    X_tr, y_tr, X_te, y_te, m_tr, m_te = load(cfg.variant, seed, data_dir, cfg.limit, cfg.n, cfg.min_len,
+                                              cfg.max_len, cfg.padding)
     classes = int(max(y_tr.max(), y_te.max())) + 1
-    k = len(X_tr) - int(round(len(X_tr) * val_fraction))
-    c = Sequential([LSTM(hidden), Dense(classes, "softmax")], input_shape=X_tr.shape[1:]).compile(
-        "adam", "categorical_crossentropy", ["accuracy"], lr=lr)
+    k = len(X_tr) - int(round(len(X_tr) * cfg.val_fraction))
+    c = Sequential([*recurrent_layers(model), Dense(classes, "softmax")], input_shape=X_tr.shape[1:]).compile(
+        optimizer(optim), "categorical_crossentropy", ["accuracy"])
     hot = lambda y: one_hot(y, classes, np.float32)
     cut = lambda m, sl: None if m is None else m[sl]
     splits = {"val": (X_tr[k:], hot(y_tr[k:]), cut(m_tr, slice(k, None)), None),
@@ -56,6 +76,6 @@ def seqclass(variant="digits", n=4000, min_len=5, max_len=30, padding="post", li
         splits.pop("val")
     majority = float(np.bincount(y_te).max() / len(y_te))
     return WorkflowTask("seqclass", c, (X_tr[:k], hot(y_tr[:k]), cut(m_tr, slice(None, k))), splits, c.score,
-                        batch_size, "test/accuracy", majority,
+                        train.batch_size, "test/accuracy", majority,
                         f"always the majority class gives accuracy {majority:.3f}",
                         after=lambda state, run_dir: {"final": {"test/majority_baseline": majority}})

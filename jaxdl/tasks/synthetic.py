@@ -10,10 +10,14 @@ sine   : next-value prediction of a noisy sinusoid stream (B streams with random
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 
-from jaxdl.tasks.base import SeqTask
-from jaxdl.train.tbptt import Batch
+from jaxdl.config.fields import setting
+from jaxdl.data.batch import Batch
+from jaxdl.data.prepared import SeqTask
 
 
 def _stream_batch(x, y, weight):
@@ -22,11 +26,22 @@ def _stream_batch(x, y, weight):
     return Batch(x[None], y[None], mask[None], weight.astype(np.float32)[None])
 
 
-def echo(seed: int, lag: int = 5, vocab: int = 4, length: int = 2000, streams: int = 32,
-         test_length: int = 2000, val_length: int = 1000) -> SeqTask:
+@dataclass(frozen=True)
+class EchoConfig:
+    name: str = "echo"
+    lag: int = setting(8, ge=1, doc="steps between a symbol and its echo")
+    vocab: int = setting(4, ge=2)
+    length: int = setting(2000, ge=1, doc="steps per stream per epoch")
+    streams: int = setting(32, ge=1, doc="parallel streams (the batch)")
+    test_length: int = setting(2000, ge=1)
+    val_length: int = setting(1000, ge=0, doc="0: no val split")
+
+
+def echo(cfg: EchoConfig, seed: int) -> SeqTask:
     """One-hot symbols x [T, B, V]; integer targets y [T, B]; steps t < lag carry no loss.
     Train, test and val streams are drawn in that order from one generator (val_length=0:
     no val split)."""
+    lag, vocab, streams = cfg.lag, cfg.vocab, cfg.streams
     rng = np.random.default_rng(seed)
 
     def make(T):
@@ -38,15 +53,26 @@ def echo(seed: int, lag: int = 5, vocab: int = 4, length: int = 2000, streams: i
         w[:lag] = 0.0
         return _stream_batch(x, y.astype(np.int32), w)
 
-    train, test = make(length), make(test_length)
+    train, test = make(cfg.length), make(cfg.test_length)
     return SeqTask("echo", train, test, vocab, vocab, "xent",
                    "test/accuracy", 1.0 / vocab, f"chance = 1/vocab = {1.0 / vocab:.3f}",
-                   val=make(val_length) if val_length else None)
+                   val=make(cfg.val_length) if cfg.val_length else None)
 
 
-def adding(seed: int, length: int = 50, train_size: int = 4096, test_size: int = 1024,
-           batch: int = 64, val_size: int = 512) -> SeqTask:
+@dataclass(frozen=True)
+class AddingConfig:
+    REQUIRED_RESET: ClassVar[str] = "batch"     # independent sequences: the state resets every batch
+    name: str = "adding"
+    length: int = setting(50, ge=1, doc="steps per sequence")
+    train_size: int = setting(4096, ge=1)
+    test_size: int = setting(1024, ge=1)
+    batch: int = setting(64, ge=1, doc="sequences per batch (the streams)")
+    val_size: int = setting(512, ge=0, doc="0: no val split")
+
+
+def adding(cfg: AddingConfig, seed: int) -> SeqTask:
     """x [N, T, B, 2] (value, marker), y [N, T, B, 1]; loss weight only on the last step."""
+    length, batch = cfg.length, cfg.batch
     rng = np.random.default_rng(seed)
 
     def make(n):
@@ -70,15 +96,25 @@ def adding(seed: int, length: int = 50, train_size: int = 4096, test_size: int =
         to_tm = lambda a: a.reshape(n // batch, batch, *a.shape[1:]).swapaxes(1, 2)
         return Batch(to_tm(x), to_tm(y), to_tm(np.ones_like(w)), to_tm(w))
 
-    train, test = make(train_size), make(test_size)
+    train, test = make(cfg.train_size), make(cfg.test_size)
     return SeqTask("adding", train, test, 2, 1, "mse", "test/mse",
                    1.0 / 6.0, "always predicting 1.0 gives MSE 0.167", higher_is_better=False,
-                   reset="batch", val=make(val_size) if val_size else None)
+                   reset=cfg.REQUIRED_RESET, val=make(cfg.val_size) if cfg.val_size else None)
 
 
-def sine(seed: int, length: int = 2000, streams: int = 16, noise: float = 0.05,
-         test_length: int = 1000, val_length: int = 1000) -> SeqTask:
+@dataclass(frozen=True)
+class SineConfig:
+    name: str = "sine"
+    length: int = setting(2000, ge=1)
+    streams: int = setting(16, ge=1)
+    noise: float = setting(0.05, ge=0)
+    test_length: int = setting(1000, ge=1)
+    val_length: int = setting(1000, ge=0, doc="0: no val split")
+
+
+def sine(cfg: SineConfig, seed: int) -> SeqTask:
     """x [T, B, 1] noisy sinusoid, y [T, B, 1] the next value."""
+    streams, noise = cfg.streams, cfg.noise
     rng = np.random.default_rng(seed)
 
     def make(T):
@@ -89,8 +125,8 @@ def sine(seed: int, length: int = 2000, streams: int = 16, noise: float = 0.05,
         s = s.astype(np.float32)[..., None]
         return _stream_batch(s[:-1], s[1:], np.ones((T, streams), np.float32))
 
-    train, test = make(length), make(test_length)
-    val = make(val_length) if val_length else None
+    train, test = make(cfg.length), make(cfg.test_length)
+    val = make(cfg.val_length) if cfg.val_length else None
     persist = float(((test.x[0] - test.y[0]) ** 2).mean())
     return SeqTask("sine", train, test, 1, 1, "mse", "test/mse", persist,
                    f"persistence (predict the last value) gives MSE {persist:.4f}",

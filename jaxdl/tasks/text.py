@@ -10,15 +10,17 @@ is cut into B contiguous streams (char-rnn style) trained/evaluated statefully.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.config.fields import setting
+from jaxdl.data.batch import Batch
+from jaxdl.data.prepared import SeqTask
 from jaxdl.models.rnn import rnn_apply, rnn_carry
-from jaxdl.tasks.base import SeqTask
-from jaxdl.train.tbptt import Batch
 
 
 def read_text(source: str, path: str, data_dir: str) -> str:
@@ -54,12 +56,27 @@ def _streams(ids: np.ndarray, B: int) -> Batch:
     return Batch(x[None].astype(np.int32), y[None].astype(np.int32), ones[None], ones[None])
 
 
-def textgen(seed: int = 0, source: str = "file", path: str = "", data_dir: str = "",
-            max_chars: int = 300000, streams: int = 32, test_fraction: float = 0.1, val_fraction: float = 0.05,
-            temperature: float = 0.8, sample_chars: int = 400, prime: str = "ROMEO:\n") -> SeqTask:
+@dataclass(frozen=True)
+class TextgenConfig:
+    name: str = "textgen"
+    source: str = setting("file", choices=("file", "tfds"))
+    path: str = setting("", doc="default: <data_dir>/tinyshakespeare/input.txt")
+    max_chars: int = setting(300000, ge=0, doc="0: the whole text")
+    streams: int = setting(32, ge=1)
+    test_fraction: float = setting(0.1, gt=0, lt=1)
+    val_fraction: float = setting(0.05, ge=0, lt=1, doc="the text just before the test part")
+    temperature: float = setting(0.8, gt=0)
+    sample_chars: int = setting(400, ge=0)
+    prime: str = "ROMEO:\n"
+
+
+def textgen(cfg: TextgenConfig, seed: int, data_dir: str = "") -> SeqTask:
     """The text -> train (the first part), val (the `val_fraction` before test) and test
     (the last `test_fraction`), each cut into `streams` contiguous streams. After
     training, replica 0 dreams `sample_chars` characters into sample.txt."""
+    source, path, max_chars, streams = cfg.source, cfg.path, cfg.max_chars, cfg.streams
+    test_fraction, val_fraction = cfg.test_fraction, cfg.val_fraction
+    temperature, sample_chars, prime = cfg.temperature, cfg.sample_chars, cfg.prime
     text = read_text(source, path, data_dir)
     if max_chars:
         text = text[:max_chars]

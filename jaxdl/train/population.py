@@ -13,7 +13,7 @@ import itertools
 
 import jax.numpy as jnp
 
-from jaxdl.train.optim import injectable_clip
+from jaxdl.optimizers import injectable_clip
 
 # the keys a population may vary, and the trainers that support them
 KEYS = ("optim.lr", "optim.clip", "optim.weight_decay", "model.forget_bias")

@@ -27,14 +27,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxdl.data.batch import Batch
+
 RESET_POLICIES = ("batch", "epoch", "never")
-
-
-class Batch(NamedTuple):
-    x: Any       # [T, B, ...]
-    y: Any       # [T, B, ...]
-    mask: Any    # [T, B]
-    weight: Any  # [T, B]
 
 
 class Schedule(NamedTuple):

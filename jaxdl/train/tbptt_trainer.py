@@ -9,13 +9,37 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+from jaxdl.data.batch import Batch
+from jaxdl.data.prepared import SeqTask
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
+from jaxdl.optimizers import optimizers
 from jaxdl.run.budget import check_window
-from jaxdl.tasks.base import SeqTask
-from jaxdl.train.optim import optimizers
 from jaxdl.train.loop import Trainer
-from jaxdl.train.tbptt import Batch, make_tbptt
+from jaxdl.train.tbptt import make_tbptt, summarize
+
+
+def stream_apply(task: SeqTask, model: RecurrentConfig):
+    """apply(params, x [t, B, ...], carry, mask [t, B]) -> (preds, carry) of the model's cell
+    stack on the task's inputs (integer tokens one-hot encoded inside)."""
+    cdt = {"float32": None, "bfloat16": jnp.bfloat16}[model.dtype]
+    rm = None if model.remat == "none" else model.remat
+
+    def apply(p, x, c, m):
+        x = jax.nn.one_hot(x, task.in_dim) if task.token_inputs else x
+        return rnn_apply(p, x, c, m, hoist=model.hoist, compute_dtype=cdt, remat=rm)
+    return apply
+
+
+def init_params(key, task: SeqTask, model: RecurrentConfig, hp: dict):
+    """The stack's params for the task's sizes; a population member's model.forget_bias
+    (hp) wins over model.forget_bias."""
+    options = {}
+    fb = hp.get("model.forget_bias", model.forget_bias)
+    if fb is not None:
+        options["forget_bias"] = fb
+    return rnn_init(key, task.in_dim, model.hidden, task.out_dim, model.layers, model.name, **options)
 
 
 def evaluate_stream(apply_fn, metrics_fn, init_carry, reset, params, batches: Batch) -> dict:
@@ -31,7 +55,7 @@ def evaluate_stream(apply_fn, metrics_fn, init_carry, reset, params, batches: Ba
         return carry, ({k: (v * b.weight).sum() for k, v in m.items()}, b.weight.sum())
 
     _, (sums, w) = jax.lax.scan(body, init_carry(params, B), batches)
-    return {k: v.sum() / jnp.maximum(w.sum(), 1.0) for k, v in sums.items()}
+    return summarize({"sums": sums, "weight": w})
 
 
 def _shuffle(batches: Batch, rng: np.random.Generator) -> Batch:
@@ -45,43 +69,36 @@ def _shuffle(batches: Batch, rng: np.random.Generator) -> Batch:
     return jax.tree.map(lambda a: perm(a, p), batches)
 
 
-def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int = 1,
-                  forget_bias: float = 1.0, optimizer: str = "adam", lr: float = 1e-2, clip: float = 0.0,
-                  k1: int = 10, k2: int = 10, reset: str = "epoch", shuffle: bool = True,
-                  hoist: bool | None = None, weight_decay: float = 0.0, injectable: bool = False,
-                  dtype: str = "float32", remat: str = "none") -> Trainer:
-    """A Trainer (jaxdl.train.loop) for a sequence task: one member's state is
+def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbptt: TBPTTConfig,
+                  train: TrainConfig, seed: int = 0, injectable: bool = False) -> Trainer:
+    """A Trainer (jaxdl.train.loop) for a stream task: one member's state is
     {"params", "opt_state", "seq": (carry, tail)}; one epoch is `make_tbptt`'s run_epoch,
     one jitted scan over the updates of all batches; splits are evaluated statefully
-    (evaluate_stream). With reset="batch" and shuffle, the independent sequences are
-    reshuffled across batches every epoch (numpy, seeded by (seed, epoch)). injectable: the
-    optimizer's values are state, so a population's members (hp) each carry their own.
-    dtype "bfloat16": bf16 matmul inputs, f32 accumulation, state and weights; remat "sqrt":
-    activations recomputed in the backward pass from sqrt-length checkpoints (jaxdl.models.remat)."""
-    reset = task.reset or reset
+    (evaluate_stream). model: the cell stack (model.name, hidden, layers, forget_bias;
+    dtype "bfloat16": bf16 matmul inputs, f32 accumulation, state and weights; remat
+    "sqrt": activations recomputed in the backward pass, jaxdl.models.remat). With
+    reset="batch" and train.shuffle, the independent sequences are reshuffled across
+    batches every epoch (numpy, seeded by (seed, epoch)). injectable: the optimizer's
+    values are state, so a population's members (hp) each carry their own."""
+    reset = task.reset or tbptt.reset
     objective = get_objective(task.loss)
-    opt, member_optimizer = optimizers(optimizer, lr, clip, weight_decay, injectable)
-    cdt = {"float32": None, "bfloat16": jnp.bfloat16}[dtype]
-    rm = None if remat == "none" else remat
-    model = lambda p, x, c, m: rnn_apply(p, x, c, m, hoist=hoist, compute_dtype=cdt, remat=rm)
-    apply_fn = (lambda p, x, c, m: model(p, jax.nn.one_hot(x, task.in_dim), c, m)) if task.token_inputs else model
+    opt, member_optimizer = optimizers(optim, injectable)
+    apply_fn = stream_apply(task, model)
     N, T, B = task.train.mask.shape
-    check_window(k1, k2, N, T)
-    eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, k1, k2, reset=reset)
+    check_window(tbptt.k1, tbptt.k2, N, T)
+    eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, tbptt.k1, tbptt.k2, reset=reset)
     first = jax.tree.map(lambda a: jnp.asarray(a[0]), task.train)
     train_static = jax.tree.map(jnp.asarray, task.train)
 
     def init(key, hp):
-        params = rnn_init(key, task.in_dim, hidden, task.out_dim, layers, "lstm",
-                          forget_bias=hp.get("model.forget_bias", forget_bias))
+        params = init_params(key, task, model, hp)
         opt_m = member_optimizer(hp) if injectable else opt
         return {"params": params, "opt_state": opt_m.init(params), "seq": eng.fresh_state(params, first)}
 
     def train_epoch(state, data):
         p, o, s, out = eng.run_epoch(state["params"], state["opt_state"], state["seq"], data)
-        w = jnp.maximum(out["weight"].sum(), 1.0)
         return ({"params": p, "opt_state": o, "seq": s},
-                {"losses": out["sums"]["loss"].reshape(-1), "metrics": {k: v.sum() / w for k, v in out["sums"].items()}})
+                {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
 
     def train_chunk(state, data, start, count):
         p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
@@ -95,7 +112,7 @@ def tbptt_trainer(task: SeqTask, *, seed: int = 0, hidden: int = 64, layers: int
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
 
     def epoch_inputs(epoch):
-        if reset == "batch" and shuffle:
+        if reset == "batch" and train.shuffle:
             return jax.tree.map(jnp.asarray, _shuffle(task.train, np.random.default_rng([seed, epoch])))
         return train_static
 

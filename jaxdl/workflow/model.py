@@ -2,13 +2,14 @@
 
     model = Sequential([LSTM(32), Dense(1)], input_shape=(10, 1))          # define
     c = model.compile(optimizer="adam", loss="mse", metrics=["mae"])      # compile
-    ts = c.init(jax.random.PRNGKey(0))                                    # params, optimizer, LSTM state
+    ts = c.init(jax.random.PRNGKey(0))                                    # params, optimizer, recurrent state
     ts, history = c.fit(ts, X, y, batch_size=32, epochs=10, validation_data=(Xv, yv), verbose=2)
     c.evaluate(ts, X, y); c.predict(ts, X); c.predict_classes(ts, X)
 
 Everything is a pure function of its arguments: `fit` returns a new TrainState.
-A stateful model (any LSTM(stateful=True), with batch_input_shape) keeps its LSTM
-state in TrainState.state across batches and calls; `c.reset_states(ts)` zeroes it.
+A stateful model (any recurrent layer, LSTM / GRU / SimpleRNN, with stateful=True and
+batch_input_shape) keeps its recurrent state in TrainState.state across batches and
+calls; `c.reset_states(ts)` zeroes it.
 One epoch is one jitted lax.scan over batches.
 """
 from __future__ import annotations
@@ -23,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl.train.optim import make_optimizer
-from jaxdl.workflow.layers import LSTM, RepeatVector
+from jaxdl.optimizers import make_optimizer
+from jaxdl.workflow.layers import Recurrent, RepeatVector
 
 EPS = 1e-7
 
@@ -32,7 +33,7 @@ EPS = 1e-7
 class TrainState(NamedTuple):
     params: Any
     opt_state: Any
-    state: Any          # per-layer LSTM state (stateful models), else None entries
+    state: Any          # per-layer recurrent state (stateful models), else None entries
 
 
 # -- losses on the model's outputs (probabilities after softmax/sigmoid), Keras-style --
@@ -99,11 +100,11 @@ class Sequential:
         object.__setattr__(self, "input_shape", tuple(input_shape))
         object.__setattr__(self, "batch_input_shape", tuple(batch_input_shape) if batch_input_shape else None)
         if self.stateful and self.batch_input_shape is None:
-            raise ValueError("a stateful LSTM needs a fixed batch: give batch_input_shape=(batch, steps, features)")
+            raise ValueError("a stateful recurrent layer needs a fixed batch: give batch_input_shape=(batch, steps, features)")
 
     @property
     def stateful(self) -> bool:
-        return any(isinstance(l, LSTM) and l.stateful for l in self.layers)
+        return any(isinstance(l, Recurrent) and l.stateful for l in self.layers)
 
     def init(self, key):
         shape, params = self.input_shape, []
@@ -130,14 +131,14 @@ class Sequential:
         return x
 
     def apply(self, params, x, state=None, mask=None):
-        """x [B, ...] -> (y, new state). state None: every LSTM starts from zero."""
+        """x [B, ...] -> (y, new state). state None: every recurrent layer starts from zero."""
         if state is None:
             state = self.initial_state(params, x.shape[0])
         new = []
         for layer, p, s in zip(self.layers, params, state):
             x, s2 = layer.apply(p, x, s, mask)
             new.append(s2)
-            if isinstance(layer, RepeatVector) or (isinstance(layer, LSTM) and not layer.return_sequences):
+            if isinstance(layer, RepeatVector) or (isinstance(layer, Recurrent) and not layer.return_sequences):
                 mask = None                     # the time axis the mask described is gone
         return x, new
 
@@ -167,7 +168,7 @@ class Compiled:
         return self.reset_states(TrainState(params, self.optimizer.init(params), None))
 
     def reset_states(self, ts: TrainState) -> TrainState:
-        """Zero every LSTM state (the seed's model.reset_states())."""
+        """Zero every recurrent layer's state (the seed's model.reset_states())."""
         b = self.model.batch_input_shape[0] if self.model.stateful else 1
         return ts._replace(state=self.model.initial_state(ts.params, b))
 
@@ -211,7 +212,7 @@ class Compiled:
         """Train; returns (TrainState, history {metric: [per epoch]}). The epochs run in
         jaxdl's one training loop (jaxdl.train.loop) with a FitRecorder for the history.
 
-        checkpoint_dir: save {params, opt_state, LSTM state} with orbax every
+        checkpoint_dir: save {params, opt_state, recurrent state} with orbax every
         `checkpoint_every` epochs, and the history so far beside them.
         resume: continue from the latest checkpoint there (as Keras' BackupAndRestore):
         restore it, keep its history and train epochs `latest+1 .. epochs` only, so a
@@ -343,7 +344,7 @@ class Compiled:
 
     def predict(self, ts: TrainState, x, batch_size: int = 32, mask=None, return_state: bool = False):
         """Model outputs for x (batch-major). With return_state, also the TrainState
-        whose LSTM state advanced over x (stateful models)."""
+        whose recurrent state advanced over x (stateful models)."""
         xb, _, _, mb, n = self._prepare(x, None, batch_size, mask)
 
         def body(params, st, x, m):

@@ -8,16 +8,20 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.classic import linear_unit, perceptron
+from jaxdl.config.schema import LinearConfig, PerceptronConfig
 from jaxdl.train.loop import Trainer
 
 
-def rule_trainer(data, rate: float, activation=perceptron.step, rule: str = "sgd") -> Trainer:
-    """data {"train": (x [N, n], t [N])}. rule "sgd": N updates per epoch, one per sample
-    (perceptron.rule_update); "batch": one update per epoch (linear_unit's 式3). Metrics:
-    accuracy for the step activation, mse for the identity, after the epoch."""
+def rule_trainer(data, model: PerceptronConfig | LinearConfig) -> Trainer:
+    """data {"train": (x [N, n], t [N])}. model=perceptron: the step activation; model=linear:
+    the identity, with model.rule "sgd" (N updates per epoch, one per sample,
+    perceptron.rule_update) or "batch" (one update per epoch, linear_unit's 式3); both at
+    model.rate. Metrics: accuracy for the step activation, mse for the identity, after the
+    epoch."""
     x, t = (jnp.asarray(a) for a in data["train"])
-    if rule not in ("sgd", "batch"):
-        raise ValueError(f"model.rule must be sgd or batch, got {rule!r}")
+    activation = perceptron.step if model.name == "perceptron" else perceptron.identity
+    rule = getattr(model, "rule", "sgd")
+    rate = model.rate
 
     def init(key, hp):
         return {"params": perceptron.init(x.shape[1])}

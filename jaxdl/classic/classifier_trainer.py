@@ -11,10 +11,11 @@ import numpy as np
 import optax
 
 from jaxdl.classic.backprop import delta_rule_value_and_grad
+from jaxdl.config.schema import MLPConfig, OptimConfig, TrainConfig
 from jaxdl.models.mlp import mlp_apply, mlp_init
 from jaxdl.objectives import get_objective
 from jaxdl.train.loop import Trainer
-from jaxdl.train.optim import optimizers
+from jaxdl.optimizers import optimizers
 
 
 def encode_targets(labels, classes: int, loss: str, on: float = 0.9, off: float = 0.1):
@@ -45,21 +46,29 @@ def make_epoch(grad_fn, opt, batch_size: int, n: int, shuffle: bool):
     return epoch, nb
 
 
-def classifier_trainer(data, *, sizes, hidden_act="sigmoid", output_act="sigmoid", loss="half_sse",
-                       backprop="autodiff", init="uniform_0.1", optimizer="sgd", lr=0.3, clip=0.0,
-                       batch_size=1, shuffle=True, seed=0, announce=True, weight_decay=0.0,
-                       injectable=False) -> Trainer:
-    """A Trainer (jaxdl.train.loop) for a feed-forward classifier.
+def classifier_sizes(data, model: MLPConfig) -> list[int]:
+    """[n_in, *model.hidden, classes] for data {"train": (x, labels), ...}."""
+    classes = int(max(int(np.max(y)) for _, y in data.values())) + 1
+    return [data["train"][0].shape[1], *model.hidden, classes]
+
+
+def classifier_trainer(data, model: MLPConfig, optim: OptimConfig, train: TrainConfig, seed: int = 0,
+                       injectable: bool = False, announce: bool = True) -> Trainer:
+    """A Trainer (jaxdl.train.loop) for a feed-forward classifier of layer sizes
+    [n_in, *model.hidden, classes] (`classifier_sizes`).
 
     data: {"train": (x [N, n_in], labels [N]), "val": ..., "test": ...} (val optional).
-    One member's state is {"params", "opt_state"}; an epoch's minibatch order comes from
-    the key fold_in(PRNGKey(seed + 1), epoch), the same for every member. Splits report
-    loss, accuracy and the error rate (wrong / total, as the seed); `announce` prints the
-    seed's "after epoch N, error ratio is ..." after each evaluation.
+    One member's state is {"params", "opt_state"}; an epoch's minibatch order (train.batch_size,
+    train.shuffle) comes from the key fold_in(PRNGKey(seed + 1), epoch), the same for every
+    member. Splits report loss, accuracy and the error rate (wrong / total, as the source
+    text); `announce` prints its "after epoch N, error ratio is ..." after each evaluation.
 
     On a device mesh (jaxdl.run.mesh) the members shard along `replica`; the data is not
     split along `data` (data_axes=None: replicated): an epoch draws its minibatches from the
     whole training set inside the jitted scan, so config refuses mesh.data > 1 for it."""
+    sizes = classifier_sizes(data, model)
+    hidden_act, output_act, loss, backprop = model.hidden_act, model.output_act, model.loss, model.backprop
+    batch_size = train.batch_size
     x_tr, y_tr = data["train"]
     classes = sizes[-1]
     objective = get_objective(loss)
@@ -72,7 +81,7 @@ def classifier_trainer(data, *, sizes, hidden_act="sigmoid", output_act="sigmoid
 
     if backprop == "delta":
         if not (hidden_act == output_act == "sigmoid" and loss == "half_sse"):
-            raise ValueError("model.backprop=delta is the seed's rule for sigmoid layers and squared "
+            raise ValueError("model.backprop=delta is the source text's rule for sigmoid layers and squared "
                              "error; use model.backprop=autodiff for other activations or losses")
         grad_fn = delta_rule_value_and_grad
     elif backprop == "autodiff":
@@ -81,11 +90,11 @@ def classifier_trainer(data, *, sizes, hidden_act="sigmoid", output_act="sigmoid
         raise ValueError(f"model.backprop must be delta or autodiff, got {backprop!r}")
     if batch_size < 1 or batch_size > len(x_tr):
         raise ValueError(f"train.batch_size must be in 1..{len(x_tr)}, got {batch_size}")
-    opt, member_optimizer = optimizers(optimizer, lr, clip, weight_decay, injectable)
-    epoch_fn, nb = make_epoch(grad_fn, opt, batch_size, len(x_tr), shuffle)
+    opt, member_optimizer = optimizers(optim, injectable)
+    epoch_fn, nb = make_epoch(grad_fn, opt, batch_size, len(x_tr), train.shuffle)
 
     def init_state(key, hp):
-        params = mlp_init(key, sizes, init)
+        params = mlp_init(key, sizes, model.init)
         return {"params": params, "opt_state": (member_optimizer(hp) if injectable else opt).init(params)}
 
     def train_epoch(state, inputs):

@@ -1,4 +1,4 @@
-"""Optimizers by name, built from optax (the seed's SGD, plus Adam, AdamW and RMSprop),
+"""Optimizers by name, built from optax (the source text's SGD, plus Adam, AdamW and RMSprop),
 with optional global-norm gradient clipping.
 
 `injectable=True` wraps the optimizer in optax.inject_hyperparams, so the learning
@@ -46,15 +46,17 @@ def injectable_clip(clip: float) -> float:
     return clip if clip > 0 else math.inf
 
 
-def optimizers(name: str, lr: float, clip: float = 0.0, weight_decay: float = 0.0, injectable: bool = False):
-    """(the optimizer a trainer updates with, member(hp) -> the optimizer whose init holds a
+def optimizers(optim, injectable: bool = False):
+    """optim: an OptimConfig (jaxdl.config.schema: name, lr, clip, momentum, weight_decay)
+    -> (the optimizer a trainer updates with, member(hp) -> the optimizer whose init holds a
     population member's values hp {"optim.lr", "optim.clip", "optim.weight_decay"}, falling
     back to the run's values). Without `injectable`, member(hp) is the plain optimizer."""
     if not injectable:
-        opt = make_optimizer(name, lr, clip, weight_decay=weight_decay)
+        opt = make_optimizer(optim.name, optim.lr, optim.clip, optim.momentum, optim.weight_decay)
         return opt, lambda hp: opt
 
     def member(hp):
-        return make_optimizer(name, hp.get("optim.lr", lr), hp.get("optim.clip", injectable_clip(clip)),
-                              weight_decay=hp.get("optim.weight_decay", weight_decay), injectable=True)
+        return make_optimizer(optim.name, hp.get("optim.lr", optim.lr),
+                              hp.get("optim.clip", injectable_clip(optim.clip)), optim.momentum,
+                              hp.get("optim.weight_decay", optim.weight_decay), injectable=True)
     return member({}), member

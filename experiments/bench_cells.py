@@ -1,0 +1,165 @@
+"""Forward + backward of one recurrent layer (GRU, Elman RNN; the LSTM beside them
+for cost), B=64 T=100 D=32, H=128 and 512, loss = mean((hs - y)^2) over every step:
+
+    custom     the cell's scan (jaxdl.models.gru / elman / lstm): the custom VJP
+    autodiff   the same forward scan (same hoist, same fused matmuls) differentiated by
+               JAX autodiff instead of the hand-written backward pass
+    reference  autodiff of the cell's plain reference scan (a lax.scan of its step)
+    torch      torch.nn.GRU / torch.nn.RNN(nonlinearity="tanh") / torch.nn.LSTM
+
+Per round and hidden size, one fresh process times every jaxdl variant, alternating
+them call by call (so a change of load on the shared machine hits them alike), then
+a second fresh process does the same for the torch modules. Reported per variant:
+the fastest and the median call over all rounds (on a loaded machine the fastest
+call is the steadier estimate of what a call costs), the median over rounds of its
+ratio to the same cell's custom VJP (fastest calls of the same process; torch: the
+adjacent process), and its ratio to the LSTM's custom VJP (fastest calls).
+
+--threads 1 runs XLA (its Eigen pool) and torch (its OpenMP pool) on one thread
+each; the default (0) is every core, as a user runs them.
+
+    python experiments/bench_cells.py [--hidden 128 512] [--rounds 3] [--reps 5] [--threads 0|1] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+if "--threads" in sys.argv and sys.argv[sys.argv.index("--threads") + 1] == "1":
+    # before jax is imported: XLA reads its flags once
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    os.environ["JAXDL_BENCH_THREADS"] = "1"
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+from fresh_process import run_worker  # noqa: E402
+
+B, T, D = 64, 100, 32
+JAX_VARIANTS = [("gru", "custom"), ("gru", "autodiff"), ("gru", "reference"), ("rnn", "custom"),
+                ("rnn", "autodiff"), ("rnn", "reference"), ("lstm", "custom")]
+TORCH_CELLS = ["gru", "rnn", "lstm"]
+
+
+def _data(H):
+    rng = np.random.default_rng(H)
+    return (rng.standard_normal((T, B, D)).astype(np.float32),
+            rng.standard_normal((T, B, H)).astype(np.float32))
+
+
+def _run_fn(cell, variant):
+    """hs = run(params, xs, h0) for one jaxdl variant."""
+    from jaxdl.models import elman, gru, lstm
+    from jaxdl.models.cell import get_cell
+    hoist = lstm.default_hoist()
+    carry = (lambda h0: (h0, h0)) if cell == "lstm" else (lambda h0: (h0,))
+    if variant == "custom":
+        scan = get_cell(cell).scan
+        return lambda p, xs, h0: scan(p, xs, carry(h0), None, hoist)[0]
+    if variant == "autodiff":
+        fwd = {"gru": gru._forward, "rnn": elman._forward}[cell]
+        return lambda p, xs, h0: fwd(p, xs, h0, None, hoist, None)[0]
+    if variant == "reference":
+        ref = get_cell(cell).reference
+        return lambda p, xs, h0: ref(p, xs, carry(h0))[0]
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def _alternate(calls: dict, reps):
+    """Warm every call up, then time them in turn, reps rounds -> {name: [seconds]}."""
+    for c in calls.values():
+        c()
+    out = {k: [] for k in calls}
+    for _ in range(reps):
+        for k, c in calls.items():
+            t0 = time.perf_counter()
+            c()
+            out[k].append(time.perf_counter() - t0)
+    return out
+
+
+def jax_worker(H, reps):
+    from jaxdl.models.cell import get_cell
+    x, y = map(jnp.asarray, _data(H))
+    h0 = jnp.zeros((B, H), jnp.float32)
+    calls = {}
+    for cell, variant in JAX_VARIANTS:
+        p = get_cell(cell).init(jax.random.PRNGKey(0), D, H, jnp.float32)
+        run = _run_fn(cell, variant)
+        g = jax.jit(jax.value_and_grad(lambda p, x, h0, y, run=run: ((run(p, x, h0) - y) ** 2).mean()))
+        calls[f"{cell}/{variant}"] = (lambda g=g, p=p: jax.block_until_ready(g(p, x, h0, y)))
+    return _alternate(calls, reps)
+
+
+def torch_worker(H, reps):
+    import torch
+    torch.set_num_threads(int(os.environ.get("JAXDL_BENCH_THREADS", 0)) or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    x, y = (torch.from_numpy(a) for a in _data(H))
+    calls = {}
+    for cell in TORCH_CELLS:
+        net = {"gru": lambda: torch.nn.GRU(D, H), "rnn": lambda: torch.nn.RNN(D, H, nonlinearity="tanh"),
+               "lstm": lambda: torch.nn.LSTM(D, H)}[cell]()
+
+        def step(net=net):
+            net.zero_grad(set_to_none=True)
+            out, _ = net(x)
+            ((out - y) ** 2).mean().backward()
+        calls[f"{cell}/torch"] = step
+    return _alternate(calls, reps)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, choices=(0, 1),
+                    help="1: XLA and torch on one thread each; 0: every core")
+    ap.add_argument("--json", type=Path, default=None, help="write the results here too")
+    ap.add_argument("--worker", nargs=3, metavar=("KIND", "H", "REPS"), help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.worker:
+        kind, H, reps = a.worker
+        print(json.dumps((jax_worker if kind == "jax" else torch_worker)(int(H), int(reps))))
+        return
+    load = os.getloadavg()
+    times, ratios = {}, {}
+    for r in range(a.rounds):
+        for H in a.hidden:
+            thr = ("--threads", a.threads)
+            got = run_worker(__file__, "--worker", "jax", H, a.reps, *thr)
+            got.update(run_worker(__file__, "--worker", "torch", H, a.reps, *thr))
+            med = {k: min(v) for k, v in got.items()}
+            for k, v in got.items():
+                times.setdefault((k, H), []).extend(v)
+                ratios.setdefault((k, H), []).append(med[k] / med[k.split("/")[0] + "/custom"])
+            print(f"round {r} H={H} fastest: " + "  ".join(f"{k} {1e3 * m:.1f}" for k, m in med.items())
+                  + " ms", flush=True)
+    rows = []
+    for (k, H), t in times.items():
+        cell, variant = k.split("/")
+        rows.append({"cell": cell, "variant": variant, "H": H, "min_ms": 1e3 * min(t),
+                     "median_ms": 1e3 * statistics.median(t),
+                     "vs_custom": statistics.median(ratios[(k, H)]),
+                     "vs_lstm_custom": min(t) / min(times[("lstm/custom", H)])})
+    print(f"\nB={B} T={T} D={D}, forward+backward, {jax.default_backend()}, load avg at start "
+          f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end {os.getloadavg()[0]:.2f}; "
+          f"{a.rounds} rounds x {a.reps} reps, threads {a.threads or 'all'}")
+    print(f"{'cell':5} {'variant':10} {'H':>4} {'fastest ms':>11} {'median ms':>10} {'/custom':>8} {'/lstm':>7}")
+    for row in sorted(rows, key=lambda r: (r["H"], r["cell"], r["variant"])):
+        print(f"{row['cell']:5} {row['variant']:10} {row['H']:>4} {row['min_ms']:>11.1f} {row['median_ms']:>10.1f} "
+              f"{row['vs_custom']:>8.2f} {row['vs_lstm_custom']:>7.2f}")
+    if a.json:
+        a.json.write_text(json.dumps({"load": load, "threads": a.threads, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,282 @@
+"""Composed Hydra config -> a typed, checked Config (jaxdl.config.schema), once, at the
+entry point. Nothing below sees Hydra or OmegaConf.
+
+Each group is merged into its schema class (OmegaConf structured configs: an unknown
+key or a value of the wrong type is refused naming the key), then every declared bound
+and choice is enforced (jaxdl.config.fields.check), then the checks across groups: the
+model fits the task, a population varies what one program can vary, the mesh divides
+the members and streams, and every key given on the command line is one the chosen
+task's trainer uses (a setting is never accepted and then ignored).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from jaxdl.config.fields import ConfigError, check, settings_of
+from jaxdl.config.schema import (FEEDFORWARD_MODELS, Config, DistConfig, EstimatorConfig, LoggerConfig,
+                                 MeshConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig)
+
+__all__ = ["ConfigError", "parse", "effective"]
+
+# the models each kind of task runs (recurrent: every registered cell)
+MODEL_KINDS = {"stream": "recurrent", "workflow": "recurrent", "classify": ("mlp",),
+               "perceptron": ("perceptron",), "linear": ("linear",)}
+STREAM_KEYS = ("streams", "batch")      # the task setting that is a stream batch's B (split along mesh.data)
+TOP = ("task", "model", "optim", "tbptt", "estimator", "train", "logger", "seed", "data_dir", "experiment",
+       "population", "mesh", "dist")
+
+# What each kind's trainer reads. A key given on the command line outside these is refused
+# (with the reason); keys set by yaml defaults are not "given".
+_ALL_TRAIN = {"epochs", "replicas", "eval_every", "checkpoint_every", "progress", "stop_on_rise",
+              "checkpoint_every_s", "resume"}
+USES = {
+    "stream": {"task": "*", "model": "*", "optim": "*", "tbptt": "*", "estimator": "*",
+               "train": _ALL_TRAIN | {"shuffle", "chunk_s"}, "population": "*", "mesh": "*"},
+    "workflow": {"task": "*", "model": {"name", "hidden", "layers", "forget_bias"}, "optim": "*",
+                 "train": _ALL_TRAIN | {"shuffle", "batch_size"}},
+    "classify": {"task": "*", "model": "*", "optim": "*", "train": _ALL_TRAIN | {"shuffle", "batch_size"},
+                 "population": "*"},
+    "perceptron": {"task": "*", "model": "*", "train": _ALL_TRAIN - {"epochs"}},
+    "linear": {"task": "*", "model": "*", "train": _ALL_TRAIN - {"epochs"}},
+}
+# read by every kind (the mesh's own checks refuse what a trainer cannot split)
+EVERYWHERE = {"seed", "data_dir", "logger", "experiment", "dist", "mesh", "hydra"}
+WHY_NOT = {
+    "tbptt": "TBPTT settings act on the stream tasks (echo, adding, sine, textgen) only",
+    "estimator": "gradient estimators act on the stream tasks (echo, adding, sine, textgen) only",
+    "optim": "the perceptron and the linear unit follow their own rule at model.rate",
+    "train.epochs": "the perceptron and the linear unit count passes in model.iterations",
+    "train.batch_size": "a stream task's batch is its streams (task.streams / task.batch)",
+    "model.hoist": "the Keras-style tasks run their own layers (no hoist, dtype or remat there)",
+    "model.dtype": "the Keras-style tasks run their own layers (no hoist, dtype or remat there)",
+    "model.remat": "the Keras-style tasks run their own layers (no hoist, dtype or remat there)",
+    "population": "this task's trainer trains one fixed configuration; sweep with Hydra multirun (-m)",
+}
+
+
+_WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+          "List[int]": "a list of integers, e.g. [300]", "List[str]": "a list of strings"}
+
+
+def _typed(cls, values: Any, prefix: str, what: str):
+    """Merge `values` (a mapping) into schema class `cls` and build the instance; the
+    declared bounds and choices are checked. Errors name `prefix.key`."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{prefix}: must be a mapping of settings, got {values!r}")
+    try:
+        node = OmegaConf.merge(OmegaConf.structured(cls), values)
+        obj = OmegaConf.to_object(node)
+    except ConfigKeyError as e:
+        key = str(e.key) if getattr(e, "key", None) is not None else str(e).split("'")[1]
+        raise ConfigError(f"{prefix}.{key}: is not a setting of {what}; it takes {settings_of(cls)}") from None
+    except ValidationError as e:
+        key = e.full_key or ""
+        field = next((f for f in dataclasses.fields(cls) if f.name == key.split(".")[0]), None)
+        want = _WORDS.get(str(field.type).replace("Optional[", "").rstrip("]"), str(field.type)) if field else "?"
+        raise ConfigError(f"{prefix}.{key}: must be {want}, got {e.value!r}") from None
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{prefix}: {e}") from None
+    check(obj, prefix)
+    return obj
+
+
+def _cells() -> tuple[str, ...]:
+    from jaxdl.models.cell import cells
+    return tuple(sorted(cells()))
+
+
+def _model(values: dict, kind: str, task: str):
+    name = values.get("name")
+    recurrent = _cells()
+    known = {**{n: RecurrentConfig for n in recurrent}, **FEEDFORWARD_MODELS}
+    if name not in known:
+        raise ConfigError(f"model.name: unknown model {name!r}; known models: {sorted(known)}")
+    fits = recurrent if MODEL_KINDS[kind] == "recurrent" else MODEL_KINDS[kind]
+    if name not in fits:
+        raise ConfigError(f"model: model {name!r} cannot run task {task!r}; use model={'|'.join(fits)} "
+                          f"(or leave model= out: task={task} picks model={fits[0]} by itself)")
+    m = _typed(known[name], values, "model", f"model {name!r}")
+    if isinstance(m, RecurrentConfig):
+        from jaxdl.models.cell import get_cell
+        if m.forget_bias is not None and "forget_bias" not in get_cell(name).options:
+            raise ConfigError(f"model.forget_bias: model {name!r} has no forget gate; only model=lstm takes it "
+                              "(remove model.forget_bias)")
+    return m
+
+
+def _optim(values: dict) -> OptimConfig:
+    o = _typed(OptimConfig, values, "optim", "the optimizer")
+    if o.momentum and o.name != "sgd":
+        raise ConfigError(f"optim.momentum: only optim=sgd has a momentum setting (optimizer now: {o.name})")
+    if o.weight_decay and o.name != "adamw":
+        raise ConfigError(f"optim.weight_decay: only optim=adamw has a weight decay; add optim=adamw "
+                          f"(optimizer now: {o.name})")
+    return o
+
+
+def _given(overrides) -> list[str]:
+    """The dotted keys (or group names) that command-line overrides set."""
+    keys = []
+    for o in overrides or ():
+        key = o.split("=", 1)[0].lstrip("+~")
+        keys.append(key.split("@")[0])
+    return keys
+
+
+def _check_uses(keys: list[str], kind: str, task: str) -> None:
+    uses = USES[kind]
+    for key in keys:
+        group, _, rest = key.partition(".")
+        if group in EVERYWHERE or group not in TOP:
+            continue
+        allowed = uses.get(group)
+        sub = rest.split(".")[0]
+        if allowed == "*" or (allowed and (not rest or sub in allowed)):
+            continue
+        why = WHY_NOT.get(f"{group}.{sub}") or WHY_NOT.get(group) or "its trainer does not read it"
+        raise ConfigError(f"{key}: task {task!r} does not use this setting: {why}; remove {key}")
+
+
+def _check_stream(keys: list[str], task, tbptt: TBPTTConfig, estimator: EstimatorConfig) -> None:
+    """What a stream task's settings do depends on the estimator and on the task: refuse
+    the given keys that would not act."""
+    required = getattr(type(task), "REQUIRED_RESET", None)
+    if required and "tbptt.reset" in keys and tbptt.reset != required:
+        raise ConfigError(f"tbptt.reset={tbptt.reset}: task {task.name!r} holds independent sequences and always "
+                          f"resets the state every {required}; remove tbptt.reset")
+    if "train.shuffle" in keys and (required or tbptt.reset) != "batch":
+        raise ConfigError(f"train.shuffle: stateful training (tbptt.reset={tbptt.reset}) never shuffles: the "
+                          "streams are one long sequence in order; shuffling acts with tbptt.reset=batch")
+    if estimator.name == "tbptt" and "estimator.every" in keys:
+        raise ConfigError("estimator.every: acts with the online estimators (estimator=rtrl|uoro|snap1); "
+                          "TBPTT updates every tbptt.k1 steps")
+    if estimator.name != "tbptt":
+        for k in ("tbptt.k1", "tbptt.k2"):
+            if k in keys:
+                raise ConfigError(f"{k}: estimator={estimator.name} truncates nothing and updates every "
+                                  f"estimator.every steps; remove {k} (or use estimator=tbptt)")
+
+
+def _check_population(pop: dict, kind: str, optim: OptimConfig, model) -> dict:
+    """population.<group>.<key>: [values] -> {"group.key": [values]} for the keys that are set."""
+    from jaxdl.train.population import KEYS, SHAPE_KEYS
+    if not isinstance(pop, dict):
+        raise ConfigError("population: must be a mapping like population.optim.lr=[0.001,0.01]")
+    flat = {}
+    for group, keys in pop.items():
+        if not isinstance(keys, dict):
+            raise ConfigError(f"population.{group}: must be a mapping, e.g. population.optim.lr=[...]")
+        for k, v in keys.items():
+            if v is not None:
+                flat[f"{group}.{k}"] = v
+    for key, v in flat.items():
+        if key in SHAPE_KEYS:
+            raise ConfigError(f"population.{key}: changes array shapes, so it cannot vary inside one compiled "
+                              f"program; sweep it with Hydra multirun instead: ./launch.sh -m {key}=<a>,<b>")
+        if key not in KEYS:
+            raise ConfigError(f"population.{key}: cannot take a list; a population varies {list(KEYS)}")
+        if not (isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
+            raise ConfigError(f"population.{key}: must be a non-empty list of numbers, e.g. [0.001,0.01], got {v!r}")
+        if key == "optim.lr" and not all(x > 0 for x in v):
+            raise ConfigError(f"population.{key}: values must be > 0, got {v}")
+        if key in ("optim.clip", "optim.weight_decay") and not all(x >= 0 for x in v):
+            raise ConfigError(f"population.{key}: values must be >= 0, got {v}")
+    if flat and kind not in ("stream", "classify"):
+        raise ConfigError("population: " + WHY_NOT["population"] + " (populations run with the stream and "
+                          "classifier tasks: echo, adding, sine, textgen, digits, mnist)")
+    if "optim.weight_decay" in flat and optim.name != "adamw":
+        raise ConfigError(f"population.optim.weight_decay: only optim=adamw has a weight decay; add optim=adamw "
+                          f"(optimizer now: {optim.name})")
+    if "model.forget_bias" in flat and getattr(model, "name", None) != "lstm":
+        raise ConfigError(f"population.model.forget_bias: only model=lstm has a forget gate (model now: "
+                          f"{getattr(model, 'name', None)})")
+    return flat
+
+
+def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, population: dict) -> dict:
+    """-> {"replica", "data", "members", "streams"}; the checks that need no devices
+    (jaxdl.run.mesh.check_mesh). The entry point resolves -1 once the devices are known."""
+    from jaxdl.run.mesh import MeshError, check_mesh
+    members = replicas
+    for values in population.values():
+        members *= len(values)
+    streams = None
+    if kind == "stream":
+        key = next((k for k in STREAM_KEYS if hasattr(task, k)), None)
+        streams = getattr(task, key) if key else None
+    out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams}
+    try:
+        check_mesh(out["replica"], out["data"], members, streams)
+    except MeshError as err:
+        raise ConfigError(str(err)) from None
+    return out
+
+
+def _check_dist(d: DistConfig) -> dict:
+    """All three of coordinator / num_processes / process_id, or none (one process, or
+    what SLURM / a TPU pod says)."""
+    coord, n, pid = d.coordinator, d.num_processes, d.process_id
+    if coord is None and n is None and pid is None:
+        return {}
+    if coord is None:
+        raise ConfigError("dist.coordinator: is needed with dist.num_processes/dist.process_id: the host:port "
+                          "of process 0, e.g. localhost:12355")
+    host, _, port = str(coord).rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"dist.coordinator: must be host:port (e.g. localhost:12355), got {coord!r}")
+    if n is None or n < 1:
+        raise ConfigError(f"dist.num_processes: must be an integer >= 1 with dist.coordinator, got {n!r}")
+    if pid is None or not 0 <= pid < n:
+        raise ConfigError(f"dist.process_id: must be an integer in 0..{n - 1} (dist.num_processes={n}), got {pid!r}")
+    return {"coordinator": str(coord), "num_processes": n, "process_id": pid}
+
+
+def parse(cfg: DictConfig | dict, overrides=()) -> Config:
+    """Validate a composed config and return it typed. `overrides`: the command line's
+    overrides (Hydra's), whose keys must be ones the chosen task uses."""
+    from jaxdl.tasks import TASKS
+    c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    for k in c:
+        if k not in TOP and k != "hydra":
+            raise ConfigError(f"{k}: is not a config key; known keys: {sorted(TOP)}")
+    for top in ("task", "model", "optim", "tbptt", "train", "logger"):
+        if not isinstance(c.get(top), dict):
+            raise ConfigError(f"{top}: is missing; compose the config from conf/config.yaml")
+    name = c["task"].get("name")
+    if name not in TASKS:
+        raise ConfigError(f"task.name: unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    entry = TASKS[name]
+    task = _typed(entry.config, c["task"], "task", f"task {name!r}")
+    seed = c.get("seed")
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+    model = _model(c["model"], entry.kind, name)
+    optim = _optim(c["optim"])
+    tbptt = _typed(TBPTTConfig, c["tbptt"], "tbptt", "TBPTT")
+    estimator = _typed(EstimatorConfig, c.get("estimator") or {}, "estimator", "the gradient estimator")
+    train = _typed(TrainConfig, c["train"], "train", "training")
+    logger = _typed(LoggerConfig, c["logger"], "logger", "the logger")
+    mesh_cfg = _typed(MeshConfig, c.get("mesh") or {}, "mesh", "the mesh (it has replica and data)")
+    dist = _check_dist(_typed(DistConfig, c.get("dist") or {}, "dist",
+                              "dist (it has coordinator, num_processes and process_id)"))
+    population = _check_population(c.get("population") or {}, entry.kind, optim, model)
+    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, population)
+    given = _given(overrides)
+    _check_uses(given, entry.kind, name)
+    if entry.kind == "stream":
+        _check_stream(given, task, tbptt, estimator)
+    return Config(task, entry.kind, model, optim, tbptt, estimator, train, logger, seed,
+                  str(c.get("data_dir", "")), population, mesh, dist)
+
+
+def effective(config: Config) -> dict:
+    """The typed, resolved settings as plain values (summary.json, the wandb run config)."""
+    out = {}
+    for f in dataclasses.fields(config):
+        v = getattr(config, f.name)
+        out[f.name] = dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+    return out

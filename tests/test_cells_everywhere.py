@@ -1,0 +1,106 @@
+"""Every cell (model=gru, model=rnn beside the LSTM) runs everywhere the LSTM runs: every
+stream task, stacked layers, replicas and populations, the device mesh, bf16 and remat,
+checkpoints and resume. (The cells' own gradients and their equality with PyTorch are in
+tests/test_cells.py; the engine's windows for every cell in tests/test_tbptt.py.)"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.helpers import ROOT, TINY_ECHO, run_inprocess
+
+QUIET = ["logger.mode=disabled", "train.progress=false"]
+CELLS = ["gru", "rnn"]
+
+
+def _rows(d):
+    return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_echo_is_learned_by_every_cell(tmp_path, cell):
+    s, _ = run_inprocess(tmp_path, TINY_ECHO + [f"model={cell}", "task.lag=3", "task.streams=8", "train.epochs=12",
+                                                "model.hidden=32", "optim.lr=0.02"] + QUIET)
+    assert s["final"]["test/accuracy"] > 0.9, s["final"]          # chance 0.25
+    assert s["config"]["model"]["name"] == cell and s["config"]["model"]["forget_bias"] is None
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("task", [
+    ["task=adding", "task.length=12", "task.train_size=128", "task.test_size=64", "task.val_size=64", "task.batch=32"],
+    ["task=sine", "task.length=200", "task.streams=4", "task.test_length=100", "task.val_length=100"],
+])
+def test_every_stream_task_runs_every_cell_stacked(tmp_path, cell, task):
+    s, _ = run_inprocess(tmp_path, task + [f"model={cell}", "model.layers=2", "model.hidden=8", "train.epochs=2"]
+                         + QUIET)
+    assert np.isfinite(s["final"]["train/loss"]) and s["final"]["train/loss"] < 1.0
+    assert s["num_params"] > 0 and s["epochs_run"] == 2
+
+
+def test_textgen_runs_a_gru(tmp_path):
+    f = tmp_path / "t.txt"
+    f.write_text("the quick brown fox jumps over the lazy dog. " * 60)
+    s, d = run_inprocess(tmp_path, ["task=textgen", f"task.path={f}", "task.streams=4", "model=gru",
+                                    "model.hidden=16", "tbptt.k1=10", "tbptt.k2=10", "train.epochs=2",
+                                    "task.sample_chars=20"] + QUIET)
+    assert s["final"]["test/bpc"] < s["chance"]                   # below the unigram model
+    assert len((d / "sample.txt").read_text()) == len("ROMEO:\n") + 20
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_a_population_member_equals_its_solo_run(tmp_path, cell):
+    base = TINY_ECHO + [f"model={cell}", "train.epochs=2"] + QUIET
+    s, d = run_inprocess(tmp_path, base + ["population.optim.lr=[0.003,0.03]"], "pop")
+    i = next(m["member"] for m in s["members"] if m["hparams"]["optim.lr"] == 0.03)
+    _, rd = run_inprocess(tmp_path, base + ["optim.lr=0.03"], "solo")
+    mine = [r for r in _rows(d) if r.get("member") == i]
+    theirs = _rows(rd)
+    assert len(mine) == len(theirs) == 2
+    for a, b in zip(mine, theirs):
+        for k in b:
+            if k not in ("epoch", "step"):
+                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_resume_is_bit_identical(tmp_path, cell):
+    base = TINY_ECHO + [f"model={cell}", "train.checkpoint_every=1"] + QUIET
+    whole, _ = run_inprocess(tmp_path, base + ["train.epochs=3"], "whole")
+    run_inprocess(tmp_path, base + ["train.epochs=2"], "split")
+    again, d = run_inprocess(tmp_path, base + ["train.epochs=3"], "split")
+    assert [r["epoch"] for r in _rows(d)] == [1, 2, 3]
+    assert again["final"] == whole["final"]
+
+
+def test_bf16_and_remat_keep_a_gru_learning(tmp_path):
+    base = TINY_ECHO + ["model=gru", "task.lag=3", "train.epochs=4", "model.hidden=32"] + QUIET
+    f32, _ = run_inprocess(tmp_path, base, "f32")
+    low, _ = run_inprocess(tmp_path, base + ["model.dtype=bfloat16", "model.remat=sqrt"], "bf16")
+    assert low["final"]["test/accuracy"] > f32["final"]["test/accuracy"] - 0.1 > 0.3
+
+
+def test_a_gru_on_a_four_device_mesh_equals_one_device(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "offline", "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    args = TINY_ECHO + ["model=gru", "train.epochs=2", "train.replicas=2"] + QUIET
+    out = {}
+    for name, mesh in (("one", []), ("mesh", ["mesh.replica=2", "mesh.data=2"])):
+        p = subprocess.run([sys.executable, "-m", "jaxdl.main", *args, *mesh, f"hydra.run.dir={tmp_path}/{name}"],
+                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-2000:]
+        out[name] = json.loads((tmp_path / name / "summary.json").read_text())
+    assert out["mesh"]["mesh"]["replica"] == 2 and out["mesh"]["mesh"]["data"] == 2
+    for k, v in out["one"]["per_replica"].items():
+        np.testing.assert_allclose(out["mesh"]["per_replica"][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+def test_forget_bias_is_refused_for_cells_without_a_forget_gate():
+    from jaxdl.configure import ConfigError, parse
+    from tests.helpers import compose_cfg
+    with pytest.raises(ConfigError, match="model.forget_bias: model 'gru' has no forget gate"):
+        parse(compose_cfg(["model=gru", "+model.forget_bias=1.0"]))
+    with pytest.raises(ConfigError, match="population.model.forget_bias: only model=lstm"):
+        parse(compose_cfg(["model=rnn", "population.model.forget_bias=[0.0,1.0]"]))
