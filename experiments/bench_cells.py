@@ -1,22 +1,25 @@
 """Forward + backward of one recurrent layer (GRU, Elman RNN; the LSTM beside them
 for cost), B=64 T=100 D=32, H=128 and 512, loss = mean((hs - y)^2) over every step:
 
-    custom     the cell's scan (jaxdl.models.gru / elman / lstm): the custom VJP
-    autodiff   the same forward scan (same hoist, same fused matmuls) differentiated by
-               JAX autodiff instead of the hand-written backward pass
+    custom     the hand-written VJP: the scan of jaxdl.models.gru and .lstm; for the
+               Elman RNN experiments/elman_vjp.py (jaxdl's Elman scan is autodiff)
+    autodiff   the same fused forward scan (same hoist, same matmuls) differentiated
+               by JAX autodiff: jaxdl.models.elman's scan
     reference  autodiff of the cell's plain reference scan (a lax.scan of its step)
     torch      torch.nn.GRU / torch.nn.RNN(nonlinearity="tanh") / torch.nn.LSTM
 
 Per round and hidden size, one fresh process times every jaxdl variant, alternating
 them call by call (so a change of load on the shared machine hits them alike), then
-a second fresh process does the same for the torch modules. Reported per variant:
-the fastest and the median call over all rounds (on a loaded machine the fastest
-call is the steadier estimate of what a call costs), the median over rounds of its
-ratio to the same cell's custom VJP (fastest calls of the same process; torch: the
-adjacent process), and its ratio to the LSTM's custom VJP (fastest calls).
+a second fresh process does the same for the torch modules. Each call is measured
+twice: wall-clock seconds and the process's CPU seconds (all its threads). Reported
+per variant: the fastest wall-clock call and the median CPU time over all rounds,
+and the median over rounds of its ratio to the same cell's custom VJP (same process;
+torch: the adjacent process) and to the LSTM's custom VJP, both in CPU time.
 
 --threads 1 runs XLA (its Eigen pool) and torch (its OpenMP pool) on one thread
-each; the default (0) is every core, as a user runs them.
+each: then a call's CPU time is the work it does, whatever else the machine runs,
+the steady measure on a shared, loaded machine. The default (0) is every core, as a
+user runs them; under load its wall-clock times mostly measure the contention.
 
     python experiments/bench_cells.py [--hidden 128 512] [--rounds 3] [--reps 5] [--threads 0|1] [--json out.json]
 """
@@ -60,6 +63,9 @@ def _run_fn(cell, variant):
     from jaxdl.models.cell import get_cell
     hoist = lstm.default_hoist()
     carry = (lambda h0: (h0, h0)) if cell == "lstm" else (lambda h0: (h0,))
+    if variant == "custom" and cell == "rnn":
+        from elman_vjp import elman_scan_custom_vjp
+        return lambda p, xs, h0: elman_scan_custom_vjp(p, xs, h0, None, hoist)[0]
     if variant == "custom":
         scan = get_cell(cell).scan
         return lambda p, xs, h0: scan(p, xs, carry(h0), None, hoist)[0]
@@ -73,15 +79,16 @@ def _run_fn(cell, variant):
 
 
 def _alternate(calls: dict, reps):
-    """Warm every call up, then time them in turn, reps rounds -> {name: [seconds]}."""
+    """Warm every call up, then time them in turn, reps rounds ->
+    {name: [(wall seconds, CPU seconds)]}."""
     for c in calls.values():
         c()
     out = {k: [] for k in calls}
     for _ in range(reps):
         for k, c in calls.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             c()
-            out[k].append(time.perf_counter() - t0)
+            out[k].append((time.perf_counter() - t0, time.process_time() - c0))
     return out
 
 
@@ -89,17 +96,28 @@ def jax_worker(H, reps):
     from jaxdl.models.cell import get_cell
     x, y = map(jnp.asarray, _data(H))
     h0 = jnp.zeros((B, H), jnp.float32)
-    calls = {}
+    calls, grads = {}, {}
     for cell, variant in JAX_VARIANTS:
         p = get_cell(cell).init(jax.random.PRNGKey(0), D, H, jnp.float32)
         run = _run_fn(cell, variant)
         g = jax.jit(jax.value_and_grad(lambda p, x, h0, y, run=run: ((run(p, x, h0) - y) ** 2).mean()))
         calls[f"{cell}/{variant}"] = (lambda g=g, p=p: jax.block_until_ready(g(p, x, h0, y)))
+        grads[(cell, variant)] = g(p, x, h0, y)[1]
+    for cell, variant in JAX_VARIANTS:   # every variant computes the reference's gradient
+        ref = grads.get((cell, "reference"))
+        if ref is not None:
+            err = max(float(jnp.abs(a - b).max() / (jnp.abs(b).max() + 1e-30))
+                      for a, b in zip(jax.tree.leaves(grads[(cell, variant)]), jax.tree.leaves(ref)))
+            assert err < 1e-4, f"{cell}/{variant}: gradient differs from the reference's by {err:.2e}"
     return _alternate(calls, reps)
 
 
 def torch_worker(H, reps):
-    import torch
+    """{cell/torch: timings}, or {} where torch is not installed (./launch.sh bench installs it)."""
+    try:
+        import torch
+    except ImportError:
+        return {}
     torch.set_num_threads(int(os.environ.get("JAXDL_BENCH_THREADS", 0)) or os.cpu_count() or 1)
     torch.manual_seed(0)
     x, y = (torch.from_numpy(a) for a in _data(H))
@@ -131,32 +149,38 @@ def main():
         print(json.dumps((jax_worker if kind == "jax" else torch_worker)(int(H), int(reps))))
         return
     load = os.getloadavg()
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("torch is not installed: no torch rows (./launch.sh bench installs the peers)")
     times, ratios = {}, {}
     for r in range(a.rounds):
         for H in a.hidden:
             thr = ("--threads", a.threads)
             got = run_worker(__file__, "--worker", "jax", H, a.reps, *thr)
             got.update(run_worker(__file__, "--worker", "torch", H, a.reps, *thr))
-            med = {k: min(v) for k, v in got.items()}
+            cpu = {k: statistics.median(c for _, c in v) for k, v in got.items()}
             for k, v in got.items():
                 times.setdefault((k, H), []).extend(v)
-                ratios.setdefault((k, H), []).append(med[k] / med[k.split("/")[0] + "/custom"])
-            print(f"round {r} H={H} fastest: " + "  ".join(f"{k} {1e3 * m:.1f}" for k, m in med.items())
-                  + " ms", flush=True)
+                ratios.setdefault((k, H), []).append(
+                    (cpu[k] / cpu[k.split("/")[0] + "/custom"], cpu[k] / cpu["lstm/custom"]))
+            print(f"round {r} H={H} CPU ms: " + "  ".join(f"{k} {1e3 * m:.1f}" for k, m in cpu.items()),
+                  flush=True)
     rows = []
     for (k, H), t in times.items():
         cell, variant = k.split("/")
-        rows.append({"cell": cell, "variant": variant, "H": H, "min_ms": 1e3 * min(t),
-                     "median_ms": 1e3 * statistics.median(t),
-                     "vs_custom": statistics.median(ratios[(k, H)]),
-                     "vs_lstm_custom": min(t) / min(times[("lstm/custom", H)])})
+        rows.append({"cell": cell, "variant": variant, "H": H, "wall_fastest_ms": 1e3 * min(w for w, _ in t),
+                     "cpu_median_ms": 1e3 * statistics.median(c for _, c in t),
+                     "vs_custom": statistics.median(q for q, _ in ratios[(k, H)]),
+                     "vs_lstm_custom": statistics.median(q for _, q in ratios[(k, H)])})
     print(f"\nB={B} T={T} D={D}, forward+backward, {jax.default_backend()}, load avg at start "
           f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, at end {os.getloadavg()[0]:.2f}; "
           f"{a.rounds} rounds x {a.reps} reps, threads {a.threads or 'all'}")
-    print(f"{'cell':5} {'variant':10} {'H':>4} {'fastest ms':>11} {'median ms':>10} {'/custom':>8} {'/lstm':>7}")
+    print(f"{'cell':5} {'variant':10} {'H':>4} {'wall fastest ms':>16} {'CPU median ms':>14} "
+          f"{'CPU /custom':>12} {'CPU /lstm':>10}")
     for row in sorted(rows, key=lambda r: (r["H"], r["cell"], r["variant"])):
-        print(f"{row['cell']:5} {row['variant']:10} {row['H']:>4} {row['min_ms']:>11.1f} {row['median_ms']:>10.1f} "
-              f"{row['vs_custom']:>8.2f} {row['vs_lstm_custom']:>7.2f}")
+        print(f"{row['cell']:5} {row['variant']:10} {row['H']:>4} {row['wall_fastest_ms']:>16.1f} "
+              f"{row['cpu_median_ms']:>14.1f} {row['vs_custom']:>12.2f} {row['vs_lstm_custom']:>10.2f}")
     if a.json:
         a.json.write_text(json.dumps({"load": load, "threads": a.threads, "rows": rows}, indent=1))
 

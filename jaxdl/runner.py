@@ -28,9 +28,11 @@ def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
         if config.estimator.name != "tbptt":
             from jaxdl.train.online_trainer import online_trainer
             from jaxdl.optimizers import optimizers
-            t = online_trainer(task, m, optimizers(config.optim, injectable), config.estimator, config.seed)
+            t = online_trainer(task, m, optimizers(config.optim, injectable), config.estimator, config.seed,
+                               reset=task.reset or config.tbptt.reset, shuffle=config.train.shuffle)
             how = f"{config.estimator.name.upper()}(every={config.estimator.every})"
-            return t, {"estimator": config.estimator.name, "updates_per_epoch": t.steps_per_epoch,
+            return t, {"estimator": config.estimator.name, "reset": task.reset or config.tbptt.reset,
+                       "updates_per_epoch": t.steps_per_epoch,
                        "about": f"{how}, {m.name}, hidden={m.hidden}", "desc": f"{task.name} {how}"}
         from jaxdl.train.tbptt_trainer import tbptt_trainer
         t = tbptt_trainer(task, m, config.optim, tb, config.train, config.seed, injectable)

@@ -1,26 +1,25 @@
-"""The Elman RNN (a "simple RNN") as pure functions, with a hand-written backward pass.
+"""The Elman RNN (a "simple RNN") as pure functions, differentiated by autodiff.
 
     h_t = tanh(x_t @ Wx + h_{t-1} @ Wh + b)        Wx [D, H], Wh [H, H], b [H]
 
 (Elman 1990; torch.nn.RNN(nonlinearity="tanh") with its two biases summed into b;
 Keras SimpleRNN). One gate block: G = 1, every leaf's last axis is H.
 
-`elman_scan` runs the recurrence with `jax.lax.scan` over time (time-major). Its
-VJP is custom: the reverse scan carries only dh and emits da_t = dh_t (1 - h_t^2)
-(the outputs h_t are the only residuals); the weight gradients are then large
-matmuls over all T*B rows after the scan. On this CPU it is faster than autodiff of
-the same forward scan (experiments/bench_cells.py; docs/cells.md gives the numbers).
-Gradients are checked against autodiff of `elman_scan_reference`, central
+`elman_scan` runs the recurrence with `jax.lax.scan` over time (time-major) and is
+differentiated by JAX autodiff: a hand-written VJP (reverse scan over dh alone, the
+weight gradients as matmuls after it; experiments/elman_vjp.py) was measured no
+faster on this CPU, slower at H=128 (experiments/bench_cells.py, docs/cells.md).
+Gradients are checked against autodiff of the plain `elman_scan_reference`, central
 differences (式6) and torch.nn.RNN in tests/test_cells.py.
 
 mask [T, B] (1 = real step, 0 = hold the state) holds h where it is 0.
 hoist: x_t @ Wx + b for all steps as one matmul outside the loop.
-compute_dtype=bfloat16: bf16 matmul inputs, float32 accumulation, forward and
-backward (jaxdl.models.lstm.matmul); params, state and gradients stay float32.
+compute_dtype=bfloat16: the forward matmuls take bf16 inputs and accumulate in
+float32 (jaxdl.models.lstm.matmul); params, state and gradients stay float32. The
+backward pass is autodiff's: its matmuls take the float32 cotangents.
 """
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -77,7 +76,8 @@ def elman_scan_reference(params: ElmanParams, xs, carry, mask=None, compute_dtyp
 
 
 def _forward(params, xs, h0, mask, hoist, cd):
-    """Forward scan -> (hs [T, B, H], hT)."""
+    """The fused forward scan (weights cast once, input projection hoisted or in the
+    loop), differentiated by autodiff -> (hs [T, B, H], hT)."""
     T, B, _ = xs.shape
     wx, wh = (params.wx, params.wh) if cd is None else (params.wx.astype(cd), params.wh.astype(cd))
     a_all = (matmul(xs.reshape(T * B, -1), wx, cd) + params.b).reshape(T, B, -1) if hoist else xs
@@ -94,50 +94,6 @@ def _forward(params, xs, h0, mask, hoist, cd):
     return hs, hT
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(4, 5))
-def _elman_core(params, xs, h0, mask, hoist, cd):
-    return _forward(params, xs, h0, mask, hoist, cd)
-
-
-def _elman_fwd(params, xs, h0, mask, hoist, cd):
-    hs, hT = _forward(params, xs, h0, mask, hoist, cd)
-    return (hs, hT), (params, xs, h0, mask, hs)
-
-
-def _elman_bwd(hoist, cd, res, cot):
-    """Reverse scan over dh only: da_t = dh_t (1 - h_t^2), dh_{t-1} = da_t @ Wh^T
-    (+ dh_t itself where the step held); then dWx = X^T dA, dWh = H_prev^T dA,
-    db = sum dA over T*B rows. At a held step h_t is the held state, but da_t is 0
-    there, so the outputs serve as the residuals."""
-    params, xs, h0, mask, hs = res
-    dhs, dhT = cot
-    T, B, D = xs.shape
-    H = h0.shape[-1]
-    wh_t = params.wh.T if cd is None else params.wh.T.astype(cd)
-
-    def step(dh, inp):
-        dh_out, h, m = inp
-        dh = dh + dh_out
-        da = dh * (1.0 - h * h)
-        if m is None:
-            return matmul(da, wh_t, cd), da
-        mm = m[:, None] != 0
-        da = jnp.where(mm, da, 0.0)
-        return jnp.where(mm, matmul(da, wh_t, cd), dh), da
-
-    dh0, das = jax.lax.scan(step, dhT, (dhs, hs, mask), reverse=True)
-    da2 = das.reshape(T * B, H)
-    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0).reshape(T * B, H)
-    dwx = matmul(xs.reshape(T * B, D).T, da2, cd)
-    dwh = matmul(h_prev.T, da2, cd)
-    dxs = matmul(da2, params.wx.T, cd).reshape(T, B, D).astype(xs.dtype)
-    dmask = None if mask is None else jnp.zeros_like(mask)
-    return ElmanParams(dwx, dwh, da2.sum(axis=0)), dxs, dh0, dmask
-
-
-_elman_core.defvjp(_elman_fwd, _elman_bwd)
-
-
 def elman_scan(params: ElmanParams, xs, carry, mask=None, hoist: bool | None = None,
                compute_dtype=None, remat=None):
     """Run one Elman layer over time.
@@ -145,16 +101,17 @@ def elman_scan(params: ElmanParams, xs, carry, mask=None, hoist: bool | None = N
     params: ElmanParams; xs [T, B, D] (time-major); carry (h0 [B, H],);
     mask [T, B] (1 = real step, 0 = hold state) or None; hoist (None: auto);
     compute_dtype: None | "float32" | "bfloat16"; remat: None | "none" | "sqrt" | a
-    segment length. Returns (hs [T, B, H], (hT,)). Differentiable in params, xs, carry.
+    segment length. Returns (hs [T, B, H], (hT,)). Differentiable (autodiff) in params,
+    xs and carry.
     """
     xs, (h0,), mask, cd, hoist = check_scan_args("RNN", params, xs, carry, mask, hoist, compute_dtype)
     seg = segment_length(xs.shape[0], remat)
     if seg is None:
-        hs, hT = _elman_core(params, xs, h0, mask, hoist, cd)
+        hs, hT = _forward(params, xs, h0, mask, hoist, cd)
         return hs, (hT,)
 
     def segment(c, x, m):
-        hs, hT = _elman_core(params, x, c[0], m, hoist, cd)
+        hs, hT = _forward(params, x, c[0], m, hoist, cd)
         return hs, (hT,)
     return remat_scan(segment, (h0,), xs, mask, seg)
 

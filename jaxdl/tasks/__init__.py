@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from typing import Callable, NamedTuple
 
-from jaxdl.tasks import addition, classic, forecast, seqclass, synthetic, text
+from jaxdl.tasks import addition, classic, forecast, marschall, seqclass, synthetic, text
 
 
 class TaskEntry(NamedTuple):
@@ -26,6 +26,7 @@ TASKS = {
     "adding": TaskEntry(synthetic.adding, synthetic.AddingConfig, "stream"),
     "sine": TaskEntry(synthetic.sine, synthetic.SineConfig, "stream"),
     "textgen": TaskEntry(text.textgen, text.TextgenConfig, "stream"),
+    "marschall_add": TaskEntry(marschall.add, marschall.MarschallAddConfig, "stream"),
     "forecast": TaskEntry(forecast.forecast, forecast.ForecastConfig, "workflow"),
     "seqclass": TaskEntry(seqclass.seqclass, seqclass.SeqclassConfig, "workflow"),
     "addition": TaskEntry(addition.addition, addition.AdditionConfig, "workflow"),

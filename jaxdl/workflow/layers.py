@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -31,7 +32,7 @@ class Recurrent:
     cell: ClassVar[str] = ""
 
     def __post_init__(self):
-        if not isinstance(self.units, int) or isinstance(self.units, bool) or self.units < 1:
+        if not isinstance(self.units, numbers.Integral) or isinstance(self.units, bool) or self.units < 1:
             raise ValueError(f"{type(self).__name__}(units={self.units!r}): units must be an integer >= 1")
 
     def _options(self) -> dict:

@@ -96,11 +96,13 @@ class Sequential:
         if batch_input_shape is not None:
             input_shape = tuple(batch_input_shape[1:])
         if input_shape is None:
-            raise ValueError("Sequential needs input_shape=(steps, features) or batch_input_shape=(batch, steps, features)")
+            raise ValueError("Sequential needs input_shape=(steps, features) or "
+                             "batch_input_shape=(batch, steps, features)")
         object.__setattr__(self, "input_shape", tuple(input_shape))
         object.__setattr__(self, "batch_input_shape", tuple(batch_input_shape) if batch_input_shape else None)
         if self.stateful and self.batch_input_shape is None:
-            raise ValueError("a stateful recurrent layer needs a fixed batch: give batch_input_shape=(batch, steps, features)")
+            raise ValueError("a stateful recurrent layer needs a fixed batch: give "
+                             "batch_input_shape=(batch, steps, features)")
 
     @property
     def stateful(self) -> bool:
@@ -119,7 +121,8 @@ class Sequential:
     def check_input(self, x, check_batch: bool = True):
         x = jnp.asarray(x)
         if x.ndim != len(self.input_shape) + 1:
-            raise ValueError(f"input has shape {x.shape}; the model takes [samples, {', '.join(map(str, self.input_shape))}] "
+            raise ValueError(f"input has shape {x.shape}; the model takes "
+                             f"[samples, {', '.join(map(str, self.input_shape))}] "
                              "- reshape the data to [samples, time steps, features]")
         if x.shape[-1] != self.input_shape[-1]:
             raise ValueError(f"input has {x.shape[-1]} features per step but the model was built for "
