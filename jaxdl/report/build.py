@@ -98,7 +98,8 @@ def build(paths, metric: str | None = None) -> Report:
     c = collect_all(paths)
     if not c.groups:
         bad = "".join(f"; {d} cannot be read ({why})" for d, why in c.unreadable)
-        raise ValueError(f"no readable run directories with summary.json under {', '.join(map(str, paths))}{bad}; "
+        raise ValueError(f"no run directories with summary.json{' that can be read' if bad else ''} under "
+                         f"{', '.join(map(str, paths))}{bad}; "
                          f"give a run dir, a multirun dir or a folder of them")
     report = from_groups(c.groups, metric, paths, c.unfinished)
     report.unreadable, report.in_progress, report.amended = c.unreadable, c.in_progress, c.amended

@@ -5,8 +5,8 @@ config differs from the last launch's in anything that changes the computation i
 before any compute (`LaunchRefused`, exit 2), naming each key with both values and the
 two ways on: a new run dir, or `train.resume=amend`, which continues and records the
 launch (its settings, what changed, the epochs it trained) here, in summary.json and in
-the report. Keys that do not change what is trained pass (`PASSING`): train.epochs (to
-extend a run), the progress display, the checkpoint and chunk cadence, logging, the
+the report. Keys that do not change what is trained pass (`PASSING`): train.epochs and
+model.iterations (the perceptron's epochs; to extend a run), the progress display, the checkpoint and chunk cadence, logging, the
 device mesh and processes (results do not depend on them), the data folder's path.
 
 Records are written only by the run that owns the dir: `begin` is called after the run
@@ -29,7 +29,7 @@ from pathlib import Path
 
 LAUNCHES = "launches.json"
 RESUME_MODES = ("check", "amend")
-PASSING = ("train.epochs", "train.progress", "train.checkpoint_every", "train.checkpoint_every_s",
+PASSING = ("train.epochs", "model.iterations", "train.progress", "train.checkpoint_every", "train.checkpoint_every_s",
            "train.chunk_s", "train.resume", "data_dir")
 PASSING_PREFIXES = ("logger.", "mesh.", "dist.")
 
