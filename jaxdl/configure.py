@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from jaxdl.config.fields import ConfigError, check, settings_of
+from jaxdl.search import spec as search_spec
 from jaxdl.config.schema import (FEEDFORWARD_MODELS, Config, DistConfig, EstimatorConfig, LoggerConfig,
                                  MeshConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig)
 
@@ -161,49 +162,20 @@ def _check_stream(keys: list[str], task, tbptt: TBPTTConfig, estimator: Estimato
                                   f"estimator.every steps; remove {k} (or use estimator=tbptt)")
 
 
-def _check_population(pop: dict, kind: str, optim: OptimConfig, model) -> dict:
-    """population.<group>.<key>: [values] -> {"group.key": [values]} for the keys that are set."""
-    from jaxdl.train.population import KEYS, SHAPE_KEYS
-    if not isinstance(pop, dict):
-        raise ConfigError("population: must be a mapping like population.optim.lr=[0.001,0.01]")
-    flat = {}
-    for group, keys in pop.items():
-        if not isinstance(keys, dict):
-            raise ConfigError(f"population.{group}: must be a mapping, e.g. population.optim.lr=[...]")
-        for k, v in keys.items():
-            if v is not None:
-                flat[f"{group}.{k}"] = v
-    for key, v in flat.items():
-        if key in SHAPE_KEYS:
-            raise ConfigError(f"population.{key}: changes array shapes, so it cannot vary inside one compiled "
-                              f"program; sweep it with Hydra multirun instead: ./launch.sh -m {key}=<a>,<b>")
-        if key not in KEYS:
-            raise ConfigError(f"population.{key}: cannot take a list; a population varies {list(KEYS)}")
-        if not (isinstance(v, list) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)):
-            raise ConfigError(f"population.{key}: must be a non-empty list of numbers, e.g. [0.001,0.01], got {v!r}")
-        if key == "optim.lr" and not all(x > 0 for x in v):
-            raise ConfigError(f"population.{key}: values must be > 0, got {v}")
-        if key in ("optim.clip", "optim.weight_decay") and not all(x >= 0 for x in v):
-            raise ConfigError(f"population.{key}: values must be >= 0, got {v}")
-    if flat and kind not in ("stream", "classify"):
-        raise ConfigError("population: " + WHY_NOT["population"] + " (populations run with the stream and "
-                          "classifier tasks: echo, adding, sine, textgen, digits, mnist)")
-    if "optim.weight_decay" in flat and optim.name != "adamw":
-        raise ConfigError(f"population.optim.weight_decay: only optim=adamw has a weight decay; add optim=adamw "
-                          f"(optimizer now: {optim.name})")
-    if "model.forget_bias" in flat and getattr(model, "name", None) != "lstm":
-        raise ConfigError(f"population.model.forget_bias: only model=lstm has a forget gate (model now: "
-                          f"{getattr(model, 'name', None)})")
-    return flat
+def _check_population(pop: dict, kind: str, optim: OptimConfig, model) -> search_spec.SearchSpec:
+    """population.* -> SearchSpec: grid lists, distributions, samples, schedule (jaxdl.search.spec)."""
+    try:
+        return search_spec.parse(pop, kind, optim.name, getattr(model, "name", None),
+                                 population_kinds=("stream", "classify"))
+    except search_spec.SearchConfigError as err:
+        raise ConfigError(str(err)) from None
 
 
-def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, population: dict) -> dict:
+def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search) -> dict:
     """-> {"replica", "data", "members", "streams"}; the checks that need no devices
     (jaxdl.run.mesh.check_mesh). The entry point resolves -1 once the devices are known."""
     from jaxdl.run.mesh import MeshError, check_mesh
-    members = replicas
-    for values in population.values():
-        members *= len(values)
+    members = search.count(replicas)
     streams = None
     if kind == "stream":
         key = next((k for k in STREAM_KEYS if hasattr(task, k)), None)
@@ -263,14 +235,18 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
     mesh_cfg = _typed(MeshConfig, c.get("mesh") or {}, "mesh", "the mesh (it has replica and data)")
     dist = _check_dist(_typed(DistConfig, c.get("dist") or {}, "dist",
                               "dist (it has coordinator, num_processes and process_id)"))
-    population = _check_population(c.get("population") or {}, entry.kind, optim, model)
-    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, population)
+    search = _check_population(c.get("population") or {}, entry.kind, optim, model)
+    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, search)
+    try:
+        search_spec.check_run(search, train.replicas, train.epochs, train.eval_every, max(mesh["replica"], 1))
+    except search_spec.SearchConfigError as err:
+        raise ConfigError(str(err)) from None
     given = _given(overrides)
     _check_uses(given, entry.kind, name)
     if entry.kind == "stream":
         _check_stream(given, task, tbptt, estimator)
     return Config(task, entry.kind, model, optim, tbptt, estimator, train, logger, seed,
-                  str(c.get("data_dir", "")), population, mesh, dist)
+                  str(c.get("data_dir", "")), search.varied, mesh, dist, search)
 
 
 def effective(config: Config) -> dict:

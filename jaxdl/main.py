@@ -71,7 +71,8 @@ def run(config: Config, run_dir: Path, overrides: list[str], group: str | None, 
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> float | None:
+    """One run; returns its val headline (jaxdl.search.objective), what a sweeper optimizes."""
     from jaxdl.run.provenance import hydra_overrides
     overrides = hydra_overrides()
     try:
@@ -97,7 +98,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     group, name = _group_and_name()
     try:
-        run(config, run_dir, overrides, group, name)
+        summary = run(config, run_dir, overrides, group, name)
     except Exception as e:  # a clear last line, non-zero exit; the traceback is in the run's log
         from jaxdl.run.failures import explain, log_traceback
         from jaxdl.run.launches import LaunchRefused
@@ -118,6 +119,8 @@ def main(cfg: DictConfig) -> None:
             print(f"[jaxdl] error: {e}", file=sys.stderr)
             sys.exit(1)
         raise
+    from jaxdl.search.objective import objective
+    return objective(summary)
 
 
 def _check_run_dir_arg(argv: list[str]) -> None:

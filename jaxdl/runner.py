@@ -13,6 +13,8 @@ from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.run.metrics import final_and_best
 from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import TASKS, build
+from jaxdl.search import draw, summary as search_summary
+from jaxdl.search.run import SearchRun
 from jaxdl.train import population
 from jaxdl.train.loop import Chunking, Trainer, train_loop
 
@@ -90,17 +92,26 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     trainer, facts = make_trainer(task, config)
     tr = config.train
     epochs = epochs_of(config)
-    hps, replica_of = population.members(config.population, tr.replicas)
+    search = config.search
+    hps, replica_of = draw.members(search, tr.replicas, config.seed)
     placement = placement_for(config.mesh)      # None on one device: the loop as always
     watch = monitored(task, trainer)
     device = jax.devices()[0]
-    res = train_loop(trainer, ctx, epochs=epochs, seed=config.seed, members=len(hps),
+    run = ctx
+    if search.schedule != "none":               # halving / pbt: rows under member ids, the schedule's hook
+        run = SearchRun(ctx, search, members=len(hps), epochs=epochs, seed=config.seed, score=watch,
+                        higher=task.higher_is_better)
+    res = train_loop(trainer, run, epochs=epochs, seed=config.seed, members=len(hps),
                      hparams=population.stacked(hps) if config.population else None, replica_of=replica_of,
                      eval_every=tr.eval_every, stop_on_rise=watch if tr.stop_on_rise else None,
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0,
                      desc=f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
                      show=("train/loss", watch, task.headline), placement=placement,
+<<<<<<< HEAD
                      chunking=Chunking(tr.chunk_s, None, tr.checkpoint_every_s))
+=======
+                     schedule=run.schedule if run is not ctx else None)
+>>>>>>> main
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
@@ -116,9 +127,13 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     hib = higher_is_better(task)
     if config.population:
         extra["population"] = config.population
+    if search.schedule != "none":
+        extra["search"] = search.summary()
+    recs = search_summary.records(search, ctx.metrics.read(), member_records(ctx, task, hps, replica_of, hib),
+                                  task.headline, task.higher_is_better, epochs)
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
     summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
-                                 **member_records(ctx, task, hps, replica_of, hib)}, hib, done.get("final"))
+                                 **recs}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
     if len(hps) > 1 and task.headline in summary.get("replica_stats", {}):
         st = summary["replica_stats"][task.headline]

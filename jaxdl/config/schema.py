@@ -147,3 +147,4 @@ class Config:
     # streams (the counts they must divide); dist: {} or coordinator/num_processes/process_id
     mesh: dict
     dist: dict
+    search: Any = None         # jaxdl.search.spec.SearchSpec: grid, draws, samples, schedule (jaxdl.configure)

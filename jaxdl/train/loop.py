@@ -242,7 +242,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                verbose: int = 1, desc: str = "train",
                label: Callable[[str], str] = lambda k: k, show: tuple | None = None,
                hparams: dict | None = None, replica_of=None, placement=None,
-               chunking: Chunking = Chunking()) -> LoopResult:
+               chunking: Chunking = Chunking(), schedule: Callable | None = None) -> LoopResult:
     """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
 
     Member r's init key is fold_in(PRNGKey(seed), replica_of[r]) (default r): it does not
@@ -256,7 +256,12 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     placement (jaxdl.run.mesh.Placement; None: one device, as always): lays the state,
     each epoch's inputs and the splits out on a device mesh (members along `replica`,
     trainer.data_axes along `data`); XLA inserts the collectives. chunking: how epochs of
-    a trainer with `train_chunk` are cut (see the module docstring)."""
+    a trainer with `train_chunk` are cut (see the module docstring).
+    schedule (jaxdl.search.run.SearchRun.schedule; None: none): called after each epoch's
+    rows are logged and before its checkpoint, `state, per_member = schedule(epoch + 1,
+    state, per_member)`; it may replace the state (PBT) or keep fewer members on the
+    leading axis (halving: the jitted epoch retraces for the new count; the epoch after a
+    change is not timed). Rows go on naming members by their slot on that axis."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if state is None:             # refused before anything is allocated if it cannot fit
@@ -289,14 +294,16 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
         state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)
+    member_axis = members is not None and members > 1          # rows per member, as many as there are now
+    n_members = jax.tree.leaves(state)[0].shape[0] if members is not None else 1
+    untimed = start
     prev = None
     if stop_on_rise:
         prev = next((r[stop_on_rise] for r in reversed(run.rows()) if stop_on_rise in r), None)
     progress = Progress(verbose, start, epochs, desc, label, show)
-    timed_epochs, timed_s = 0, 0.0
+    timed_epochs, timed_s, timed_updates = 0, 0.0, 0
     per_member: dict = {}
     stopped = None
-    n_members = members or 1
     epoch = start
     last_save = time.monotonic()
 
@@ -327,8 +334,9 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                     due = bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))
                 if signal_name or due:
                     so_far = jax.tree.map(lambda *a: np.concatenate(a, axis=step_axis), *done)
-                    padded = jax.tree.map(lambda a, z: np.concatenate([a, cut(z, pos, S)], axis=step_axis),
-                                          so_far, like)
+                    padded = jax.tree.map(lambda a: np.concatenate(
+                        [a, np.zeros(a.shape[:step_axis] + (S - pos,) + a.shape[step_axis + 1:], a.dtype)],
+                        axis=step_axis), so_far)
                     run.save_mid(epoch, pos, state, padded, wall + time.perf_counter() - t_start)
                     last_save = time.monotonic()
                 if signal_name:
@@ -352,9 +360,10 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
             dt = time.perf_counter() - t0
             state = new_state
             wall += dt
-            if epoch > start:                             # the first epoch after (re)start compiles
+            if epoch > untimed:                           # the first epoch after (re)start compiles
                 timed_epochs += 1
                 timed_s += dt
+                timed_updates += S * n_members
             row = {"epoch": epoch + 1, "step": (epoch + 1) * S}
             vals, per_member_train = _means(out["metrics"], "train")
             row.update(vals)
@@ -366,12 +375,12 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                     row.update(vals)
                     per_member.update(per)
             member_rows = []
-            if members is not None and members > 1:
+            if member_axis:
                 member_rows = [{"epoch": row["epoch"], "step": row["step"], "member": i,
                                 **{k: v[i] for k, v in per_member.items() if k in row}}
-                               for i in range(members)]
+                               for i in range(n_members)]
             run.log(row, member_rows)
-            rate = (timed_epochs * S * n_members / timed_s) if timed_s else None
+            rate = (timed_updates / timed_s) if timed_s else None
             progress.update(epoch + 1, row, rate)
             if evaluated and trainer.announce is not None:
                 line = trainer.announce(epoch + 1, row)
@@ -385,6 +394,12 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                     progress.write(f"[jaxdl] {stop_on_rise} got worse ({prev:.4f} -> {v:.4f}): stopping")
                     stopped = epoch + 1
                 prev = v
+            if schedule is not None:
+                state, per_member = schedule(epoch + 1, state, per_member)
+                if jax.tree.leaves(state)[0].shape[0] != n_members:
+                    n_members, untimed = jax.tree.leaves(state)[0].shape[0], epoch + 1
+                if placement is not None:
+                    state = placement.state(state)
             signal_name = run.stop_requested()
             if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or signal_name:
                 run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
@@ -396,5 +411,5 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     finally:
         progress.close()
     return LoopResult(state, per_member, epoch + 1 if epochs > start else start, stopped, wall,
-                      (timed_epochs * S * n_members / timed_s) if timed_s else None,
+                      (timed_updates / timed_s) if timed_s else None,
                       (timed_s / timed_epochs) if timed_epochs else None)
