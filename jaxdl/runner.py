@@ -107,11 +107,8 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0,
                      desc=f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
                      show=("train/loss", watch, task.headline), placement=placement,
-<<<<<<< HEAD
-                     chunking=Chunking(tr.chunk_s, None, tr.checkpoint_every_s))
-=======
+                     chunking=Chunking(tr.chunk_s, None, tr.checkpoint_every_s),
                      schedule=run.schedule if run is not ctx else None)
->>>>>>> main
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
