@@ -81,14 +81,17 @@ class MetricsLog:
         if epoch == 0 and not self.path.exists():
             return []
         keyed: dict[tuple, dict] = {}
-        for r in rows:                                   # a repeated epoch: its last copy
+        for r in rows:                                   # a repeated row: its last copy, in its first place
             if r["epoch"] <= epoch:
-                keyed[(int(r["epoch"]), int(r.get("member", -1)))] = r
-        members = {k[1] for k in keyed} | {int(r.get("member", -1)) for rs in backup.values() for r in rs}
+                keyed[_key(r)] = r
+        metric = lambda k: k[2] == ()                    # metric rows (not event rows such as a schedule's)
+        members = {k[1] for k in keyed if metric(k)} | {int(r.get("member", -1)) for rs in backup.values()
+                                                        for r in rs if _key(r)[2] == ()}
         out, rebuilt, lost = [], [], []
         for e in range(1, epoch + 1):
-            have = [keyed[(e, m)] for m in sorted(members) if (e, m) in keyed]
-            if len(have) < len(members) or not any("member" not in r for r in have):
+            have = [r for k, r in keyed.items() if k[0] == e]
+            got = {k[1] for k in keyed if k[0] == e and metric(k)}
+            if got != members or -1 not in got:
                 if e in backup:
                     have, _ = backup[e], rebuilt.append(e)
                 else:
@@ -117,6 +120,12 @@ class MetricsLog:
             for row in rows:
                 f.write(json.dumps({k: _clean(v) for k, v in row.items()}) + "\n")
             f.flush()
+
+
+def _key(row: dict) -> tuple:
+    """(epoch, member or -1, the row's non-metric keys): what makes a row one of its own."""
+    kind = tuple(sorted(k for k in row if "/" not in k and k not in ("epoch", "step", "member")))
+    return int(row["epoch"]), int(row.get("member", -1)), kind
 
 
 def _ranges(epochs: list[int]) -> str:
