@@ -32,10 +32,11 @@ TOP = ("task", "model", "optim", "tbptt", "estimator", "train", "logger", "seed"
 
 # What each kind's trainer reads. A key given on the command line outside these is refused
 # (with the reason); keys set by yaml defaults are not "given".
-_ALL_TRAIN = {"epochs", "replicas", "eval_every", "checkpoint_every", "progress", "stop_on_rise"}
+_ALL_TRAIN = {"epochs", "replicas", "eval_every", "checkpoint_every", "progress", "stop_on_rise",
+              "checkpoint_every_s", "resume"}
 USES = {
     "stream": {"task": "*", "model": "*", "optim": "*", "tbptt": "*", "estimator": "*",
-               "train": _ALL_TRAIN | {"shuffle"}, "population": "*", "mesh": "*"},
+               "train": _ALL_TRAIN | {"shuffle", "chunk_s"}, "population": "*", "mesh": "*"},
     "workflow": {"task": "*", "model": {"name", "hidden", "layers", "forget_bias"}, "optim": "*",
                  "train": _ALL_TRAIN | {"shuffle", "batch_size"}},
     "classify": {"task": "*", "model": "*", "optim": "*", "train": _ALL_TRAIN | {"shuffle", "batch_size"},

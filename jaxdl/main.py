@@ -27,15 +27,22 @@ def _group_and_name() -> tuple[str | None, str]:
 
 def run(config: Config, run_dir: Path, overrides: list[str], group: str | None, name: str) -> dict:
     """Build the task, train, write the run dir. Returns the summary. Stop signals
-    (SIGTERM, SIGUSR1, SIGUSR2) end the run at the next epoch boundary with a
-    checkpoint (jaxdl.run.signals). summary.json and the wandb config record the
-    effective settings ("config") and the provenance (commit, lock, versions, overrides)."""
+    (SIGTERM, SIGUSR1, SIGUSR2, a first Ctrl-C) end the run at the next chunk boundary with
+    a checkpoint (jaxdl.run.signals). The launch is checked against the run dir's config
+    and recorded once the run dir's lock is held (jaxdl.run.launches). summary.json and the
+    wandb config record the effective settings ("config") and the provenance (commit,
+    lock, versions, overrides)."""
+    import dataclasses
     from jaxdl.run.context import RunContext
+    from jaxdl.run.launches import begin, check_train_settings
     from jaxdl.run.provenance import provenance
     from jaxdl.run.signals import StopFlag
     from jaxdl.run.wandb_logger import WandbLogger
     from jaxdl.runner import run_task
 
+    from jaxdl.run.failures import tracebacks_to_the_log_only
+    settings = check_train_settings(dataclasses.asdict(config.train))
+    tracebacks_to_the_log_only()
     run_dir.mkdir(parents=True, exist_ok=True)
     stop = StopFlag()
     ctx = None
@@ -43,6 +50,10 @@ def run(config: Config, run_dir: Path, overrides: list[str], group: str | None, 
     exit_code = 1
     try:
         ctx = RunContext(run_dir, None, config.train.checkpoint_every, config.train.progress, stop)
+        if ctx.primary:
+            hc = HydraConfig.get() if HydraConfig.initialized() else None
+            ctx.launch = begin(run_dir, effective(config), settings["resume"], ctx.last_checkpoint() or 0,
+                               overrides, hc)
         records = {"config": effective(config), "provenance": provenance(overrides, run_dir if ctx.primary else None)}
         lg = config.logger
         mode = lg.mode if ctx.primary else "disabled"    # one wandb run: process 0's
@@ -89,11 +100,21 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(config, run_dir, overrides, group, name)
     except Exception as e:  # a clear last line, non-zero exit; the traceback is in the run's log
-        from jaxdl.run.signals import PREEMPTED_EXIT_CODE
+        from jaxdl.run.failures import explain, log_traceback
+        from jaxdl.run.launches import LaunchRefused
+        from jaxdl.run.signals import exit_code_for
         from jaxdl.train.errors import Preempted, TrainingDiverged
         if isinstance(e, Preempted):
-            print(f"[jaxdl] {e} (exit code {PREEMPTED_EXIT_CODE})", file=sys.stderr)
-            sys.exit(PREEMPTED_EXIT_CODE)
+            code = exit_code_for(e.signal_name)
+            print(f"[jaxdl] {e} (exit code {code})", file=sys.stderr)
+            sys.exit(code)
+        if isinstance(e, LaunchRefused):
+            print(f"[jaxdl] config error: {e}", file=sys.stderr)
+            sys.exit(2)
+        line = explain(e, run_dir)
+        if line is not None:
+            print(f"[jaxdl] error: {line} (traceback: {log_traceback(e, run_dir)})", file=sys.stderr)
+            sys.exit(1)
         if isinstance(e, (TrainingDiverged, ValueError, FileNotFoundError)):
             print(f"[jaxdl] error: {e}", file=sys.stderr)
             sys.exit(1)
@@ -102,6 +123,26 @@ def main(cfg: DictConfig) -> float | None:
     return objective(summary)
 
 
+def _check_run_dir_arg(argv: list[str]) -> None:
+    """A hydra.run.dir given on the command line that cannot be made or written is reported
+    in one line before Hydra tries to set up its log there (which would end in a traceback)."""
+    for a in argv:
+        if a.startswith("hydra.run.dir="):
+            d = Path(a.partition("=")[2])
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                ok = os.access(d, os.W_OK)
+            except OSError as err:
+                ok, why = False, err.strerror
+            else:
+                why = "not writable"
+            if not ok:
+                print(f"[jaxdl] error: hydra.run.dir={d} cannot be used ({why}): pick a writable directory",
+                      file=sys.stderr)
+                sys.exit(1)
+
+
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "offline")
+    _check_run_dir_arg(sys.argv[1:])
     main()

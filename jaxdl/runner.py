@@ -16,7 +16,7 @@ from jaxdl.tasks import TASKS, build
 from jaxdl.search import draw, summary as search_summary
 from jaxdl.search.run import SearchRun
 from jaxdl.train import population
-from jaxdl.train.loop import Trainer, train_loop
+from jaxdl.train.loop import Chunking, Trainer, train_loop
 
 
 def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
@@ -108,6 +108,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
                      higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0,
                      desc=f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
                      show=("train/loss", watch, task.headline), placement=placement,
+                     chunking=Chunking(tr.chunk_s, None, tr.checkpoint_every_s),
                      schedule=run.schedule if run is not ctx else None)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))

@@ -98,6 +98,12 @@ class TrainConfig:
     batch_size: int = setting(32, ge=1, doc="feed-forward and Keras-style tasks")
     stop_on_rise: bool = setting(False, doc="stop when the monitored val metric gets worse")
     progress: bool = setting(True, doc="a progress bar")
+    chunk_s: Optional[float] = setting(2.0, gt=0, doc="seconds per chunk of updates (stream tasks): stop requests "
+                                                      "and mid-epoch checkpoints wait at most this; null: one chunk "
+                                                      "per epoch")
+    checkpoint_every_s: Optional[float] = setting(None, gt=0, doc="also checkpoint mid-epoch this often (null: off)")
+    resume: str = setting("check", choices=("check", "amend"),
+                          doc="check: a relaunch with another config is refused; amend: continue, recording it")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from jaxdl.objectives import HIGHER_IS_BETTER
-from jaxdl.report.collect import Member, collect
+from jaxdl.report.collect import Member, collect_all
 from jaxdl.report.stats import Stats, describe
 
 # HIGHER_IS_BETTER: metric names where a higher value is better, for a --metric that is not
@@ -44,6 +44,9 @@ class Report:
     notes: list[str] = field(default_factory=list)
     unfinished: list[Path] = field(default_factory=list)
     task: str | None = None
+    unreadable: list = field(default_factory=list)     # [(run dir, why)]: named, left out
+    in_progress: list = field(default_factory=list)    # [(run dir, lock record)]: a live process writes it
+    amended: list = field(default_factory=list)        # [(run dir, launches)]: trained with changed settings
 
     def label(self, config: Config) -> str:
         """The config as its varying overrides, e.g. 'model.hidden=16 optim.lr=0.003'."""
@@ -92,11 +95,15 @@ def build(paths, metric: str | None = None) -> Report:
     """Read every run under `paths` and make the Report (see the module docstring).
     `metric`: the test metric to report (default: the runs' headline, e.g. test/accuracy)."""
     paths = [Path(p) for p in paths]
-    groups, unfinished = collect(paths)
-    if not groups:
-        raise ValueError(f"no run directories with summary.json under {', '.join(map(str, paths))}; "
+    c = collect_all(paths)
+    if not c.groups:
+        bad = "".join(f"; {d} cannot be read ({why})" for d, why in c.unreadable)
+        raise ValueError(f"no run directories with summary.json{' that can be read' if bad else ''} under "
+                         f"{', '.join(map(str, paths))}{bad}; "
                          f"give a run dir, a multirun dir or a folder of them")
-    return from_groups(groups, metric, paths, unfinished)
+    report = from_groups(c.groups, metric, paths, c.unfinished)
+    report.unreadable, report.in_progress, report.amended = c.unreadable, c.in_progress, c.amended
+    return report
 
 
 def from_groups(groups: dict[tuple, list[Member]], metric: str | None = None, sources=(),

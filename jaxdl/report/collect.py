@@ -17,7 +17,8 @@ import yaml
 
 # overrides that do not change what is trained (seeds are pooled; population values come from
 # each member's hparams)
-IGNORED_KEYS = ("seed", "train.replicas", "train.progress", "train.checkpoint_every")
+IGNORED_KEYS = ("seed", "train.replicas", "train.progress", "train.checkpoint_every", "train.checkpoint_every_s",
+                "train.chunk_s", "train.resume")
 IGNORED_PREFIXES = ("hydra.", "logger.", "population.")
 # directories of a run that hold no runs
 SKIP_DIRS = {"checkpoints", "wandb", ".hydra", ".submitit"}
@@ -157,12 +158,46 @@ def config_of(run: Run, member: Member) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(cfg.items()))
 
 
+@dataclass
+class Collected:
+    """What collect_all found: the members grouped by config; dirs without summary.json; runs
+    that could not be read, with why ([(dir, reason)]); runs whose lock a live process holds
+    (in progress, [(dir, holder record)]); runs trained in several launches with changed
+    settings (train.resume=amend: [(dir, summary's "launches")])."""
+    groups: dict
+    unfinished: list
+    unreadable: list = field(default_factory=list)
+    in_progress: list = field(default_factory=list)
+    amended: list = field(default_factory=list)
+
+
+def collect_all(paths) -> Collected:
+    """Read every run under `paths` (see Collected); one run that cannot be read is named,
+    not fatal."""
+    from jaxdl.run.lock import holder
+    dirs, unfinished = find_run_dirs(paths)
+    out = Collected({}, unfinished)
+    for d in dirs + unfinished:
+        h = holder(d)
+        if h is not None:
+            out.in_progress.append((d, h))
+    for d in dirs:
+        try:
+            run = load_run(d)
+            ms = members(run)
+            keyed = [(config_of(run, m), m) for m in ms]
+        except (ValueError, OSError, KeyError, TypeError, AttributeError, yaml.YAMLError) as err:
+            out.unreadable.append((d, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"[:200]))
+            continue
+        for key, m in keyed:
+            out.groups.setdefault(key, []).append(m)
+        launches = run.summary.get("launches") or []
+        if any(seg.get("changed") for seg in launches[1:]):
+            out.amended.append((d, launches))
+    return out
+
+
 def collect(paths) -> tuple[dict[tuple, list[Member]], list[Path]]:
     """({config: [members]} over every run under `paths`, in the order found; unfinished dirs)."""
-    dirs, unfinished = find_run_dirs(paths)
-    groups: dict[tuple, list[Member]] = {}
-    for d in dirs:
-        run = load_run(d)
-        for m in members(run):
-            groups.setdefault(config_of(run, m), []).append(m)
-    return groups, unfinished
+    c = collect_all(paths)
+    return c.groups, c.unfinished

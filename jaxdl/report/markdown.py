@@ -78,6 +78,20 @@ def render(report: Report, figures: dict[str, Path], out_dir: Path, command: str
     if report.unfinished:
         text += [f"Not read (no summary.json: still running or failed): "
                  + ", ".join(f"`{_rel(p, out_dir)}`" for p in report.unfinished) + ".", ""]
+    if report.in_progress:
+        from jaxdl.run.lock import describe
+        text += ["In progress (a live process holds run.lock; the values shown are those written so far, a "
+                 "summary.json there is of an earlier launch): "
+                 + ", ".join(f"`{_rel(p, out_dir)}` ({describe(h)})" for p, h in report.in_progress) + ".", ""]
+    if report.unreadable:
+        text += ["Left out, cannot be read: " + "; ".join(f"`{_rel(p, out_dir)}`: {why}"
+                                                         for p, why in report.unreadable) + ".", ""]
+    for p, launches in report.amended:
+        segs = "; ".join(f"epochs {(s.get('from_epoch') or 0) + 1}-{s.get('to_epoch')}"
+                         + (" with " + ", ".join(f"{k}={v[1]}" for k, v in s["changed"].items()) if s.get("changed")
+                            else "") for s in launches)
+        text += [f"Trained in {len(launches)} launches with changed settings (train.resume=amend): "
+                 f"`{_rel(p, out_dir)}`: {segs}.", ""]
     text += ["## Selected config", "", selection_text(report), ""]
     text += [f"Note: {n}" for n in report.notes] + ([""] if report.notes else [])
     text += ["## Configs", "", config_table(report), "",

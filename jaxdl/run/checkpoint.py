@@ -21,6 +21,7 @@ drops exactly that error (raised in asyncio's call_soon_threadsafe) and hands ev
 unraisable exception to the previous hook."""
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -81,12 +82,28 @@ def _first_line(err: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def remove_unfinished(directory: Path) -> list[Path]:
+    """Delete the temporary directories of saves that never finished (`<step>.orbax-checkpoint-tmp*`,
+    left by a process killed while saving); returns them. A finished checkpoint is never
+    touched: orbax renames the temporary directory to `<step>` only once it is complete."""
+    gone = []
+    if jax.process_index() == 0 and Path(directory).is_dir():
+        for p in sorted(Path(directory).iterdir()):
+            if ".orbax-checkpoint-tmp" in p.name:
+                shutil.rmtree(p, ignore_errors=True)
+                gone.append(p)
+    return gone
+
+
 class Checkpointer:
     def __init__(self, directory: Path, max_to_keep: int = 2):
         _quiet_closed_loops()
         self.dir = Path(directory).absolute()
+        for p in remove_unfinished(self.dir):
+            print(f"[jaxdl] notice: removed {p}, a checkpoint whose save was cut short", file=sys.stderr)
         self.mngr = ocp.CheckpointManager(
-            self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+            self.dir, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                                           cleanup_tmp_directories=True),
             item_handlers=ocp.StandardCheckpointHandler())  # named, so item_metadata works on reopen
 
     def latest_epoch(self) -> int | None:

@@ -191,3 +191,31 @@ class RunLock:
 def lock_run_dir(run_dir: Path) -> RunLock:
     """Take the run dir's lock or raise RunDirBusy naming the process that holds it."""
     return RunLock(run_dir).acquire()
+
+
+def holder(run_dir: Path, name: str = LOCK_NAME) -> dict | None:
+    """The record of the live process holding the run dir's lock (a run in progress), or None.
+    Asks for a shared flock without waiting: refused means a writer holds it. Where the file
+    system has no flock, a record of a live process on this host counts as held."""
+    path = Path(run_dir) / name
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        raw = os.pread(fd, 65536, 0)
+        try:
+            record = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            record = {"pid": None, "host": "?"}
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return record or {}
+        except OSError:
+            here = record is not None and record.get("host") == socket.gethostname()
+            return record if here and _alive(record) else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -14,11 +14,13 @@ class TrainingDiverged(RuntimeError):
 
 
 class Preempted(RuntimeError):
-    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2) arrived; the loop finished the epoch in
-    flight and wrote its checkpoint. The entry point exits with PREEMPTED_EXIT_CODE
+    """A stop signal (SIGTERM, SIGUSR1, SIGUSR2, a first Ctrl-C) arrived; the loop finished
+    the chunk in flight and wrote its checkpoint (mid-epoch when `update` = (done, of) is set). The entry point exits with PREEMPTED_EXIT_CODE
     (jaxdl.run.signals); a relaunch on the same run dir resumes."""
 
-    def __init__(self, epoch: int, signal_name: str):
-        super().__init__(f"{signal_name} received: stopped after epoch {epoch} with a checkpoint of it; "
+    def __init__(self, epoch: int, signal_name: str, update: tuple[int, int] | None = None):
+        where = (f"in epoch {epoch} after update {update[0]} of {update[1]}" if update
+                 else f"after epoch {epoch}")
+        super().__init__(f"{signal_name} received: stopped {where} with a checkpoint of it; "
                          "relaunch with the same run dir (hydra.run.dir) to resume")
-        self.epoch, self.signal_name = epoch, signal_name
+        self.epoch, self.signal_name, self.update = epoch, signal_name, update

@@ -6,9 +6,16 @@ trained together by one vmapped, jitted program), resume from the recorder's las
 checkpoint, the epochs and their timing (the first epoch after a (re)start includes
 compilation and is not timed), the progress bar or per-epoch lines, the divergence
 stop naming epoch and step, the evaluation cadence, the stop-on-rise rule, the
-preemption stop at an epoch boundary, checkpoints, and one metrics row per epoch
-handed to the recorder as the epoch ends (metrics.jsonl and wandb for a Hydra run,
-the history of a Keras-style fit).
+preemption stop, checkpoints, and one metrics row per epoch handed to the recorder as
+the epoch ends (metrics.jsonl and wandb for a Hydra run, the history of a Keras-style fit).
+
+Chunks: a trainer that offers `train_chunk` trains an epoch as a sequence of jitted
+chunks of updates, each sized to take about `Chunking.seconds`; the stop flag is read
+between chunks, so a stop request is honoured within seconds however long the epoch,
+with a mid-epoch checkpoint (also every `Chunking.checkpoint_every_s`). A relaunch
+resumes at that update, bit-identical to an uninterrupted run: the epoch's inputs are a
+function of the epoch (seeded shuffles), and the per-update statistics of the epoch so
+far travel in the checkpoint, reduced once at the epoch end whatever the chunking.
 
 A trainer supplies pure functions of ONE member and nothing run-level (`Trainer`).
 The loop vmaps them over members; a leading member axis is on every leaf of the
@@ -23,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxdl.run import budget
 from jaxdl.train.errors import Preempted, TrainingDiverged
 
 
@@ -51,6 +59,32 @@ class Trainer(NamedTuple):
     steps_per_epoch: int
     announce: Callable | None = None
     data_axes: Any = None
+    train_chunk: Callable | None = None
+    epoch_metrics: Callable | None = None
+
+
+# train_chunk(state, inputs, start, count) -> (state, {"losses": [S], "parts": pytree of [S, ...]})
+#     updates start .. start+count-1 of the epoch (both traced: one compile for every chunk;
+#     start + count <= S = steps_per_epoch); outputs per update of the epoch, set at
+#     [start, start+count); running [0, c1), [c1, c2), ... trains what train_epoch trains
+# epoch_metrics(parts [steps_per_epoch, ...]) -> {name: scalar}: the epoch's train metrics
+# Trainers without them (workflow fits, classifier, perceptron) train whole epochs per call.
+
+
+class Chunking(NamedTuple):
+    """How the loop cuts epochs of a trainer with `train_chunk` (train.chunk_s,
+    train.checkpoint_every_s)."""
+    seconds: float | None = 2.0             # target seconds per chunk; None: one chunk per epoch
+    updates: int | None = None              # a fixed number of updates per chunk (overrides seconds)
+    checkpoint_every_s: float | None = None  # also checkpoint mid-epoch this often (None: never)
+
+
+def balanced_size(total: int, most: int) -> int:
+    """The chunk size that cuts `total` updates into the fewest chunks of at most `most`
+    updates, as even as can be: ceil(total / ceil(total / most))."""
+    most = max(1, min(int(most), total))
+    n = -(-total // most)
+    return -(-total // n)
 
 
 class Recorder(Protocol):
@@ -62,6 +96,9 @@ class Recorder(Protocol):
     def rows(self) -> list[dict]: ...                                  # mean rows logged so far
     def log(self, row: dict, member_rows: list[dict]) -> None: ...
     def save_checkpoint(self, epoch: int, state, wall_time_s: float) -> None: ...
+    # optional, for chunked epochs (RunContext has them):
+    #   resume_chunked(state, partial_like) -> (state, epochs done, update in the next epoch, partial, wall s)
+    #   save_mid(epoch, update, state, partial, wall_time_s): a checkpoint inside epoch `epoch` + 1
     def last_checkpoint(self) -> int | None: ...                       # its label, for messages
     def stop_requested(self) -> str | None: ...                        # a signal's name, or None
 
@@ -133,13 +170,79 @@ def _means(metrics: dict, prefix: str) -> tuple[dict, dict]:
     return {k: float(v.mean()) for k, v in per.items()}, {k: v.tolist() for k, v in per.items()}
 
 
+def wait_ready(tree) -> None:
+    """Wait for a dispatched computation by polling (`is_ready`), not blocking inside XLA, so
+    the main thread returns to Python every few ms and signal handlers run at once (a second
+    Ctrl-C aborts at once, jaxdl.run.signals)."""
+    leaves = [a for a in jax.tree.leaves(tree) if hasattr(a, "is_ready")]
+    pause = 1e-4
+    while not all(a.is_ready() for a in leaves):
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+class _Checked:
+    """A jitted function compiled at its first call through budget.check_program (refused if
+    its temporaries cannot fit the device); later calls run the compiled program."""
+
+    def __init__(self, fn: Callable):
+        self.jitted, self.compiled = fn, None
+
+    def __call__(self, *args):
+        if self.compiled is None:
+            self.compiled = budget.check_program(self.jitted.lower(*args))
+        try:
+            return self.compiled(*args)
+        except TypeError:             # arguments laid out otherwise than at the first call
+            return self.jitted(*args)
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)
+
+
+class _Chunks:
+    """The jitted chunk function of one run (one compile: start and count are traced) and
+    the chunk size in use: fixed, or measured once (two calls of one update, the second
+    timed) so that a chunk takes about `seconds`. Every process of a multi-process run
+    uses process 0's size, so all reach the same chunk boundaries."""
+
+    def __init__(self, trainer: Trainer, vm, jit_epoch, chunking: Chunking):
+        self.trainer, self.chunking = trainer, chunking
+        total = trainer.steps_per_epoch
+        self.size = (balanced_size(total, chunking.updates) if chunking.updates
+                     else None if chunking.seconds else total)
+        self.fn = _Checked(jit_epoch(vm(trainer.train_chunk, (0, None, None, None))))
+
+    def next(self, state, inputs, pos: int):
+        """(state, out, count) of the chunk that starts at update `pos` of the epoch."""
+        S = self.trainer.steps_per_epoch
+        if self.size is None and pos + 2 <= S:
+            state, first = self.fn(state, inputs, np.int32(pos), np.int32(1))     # compiles
+            wait_ready(state)
+            t0 = time.perf_counter()
+            state, out = self.fn(state, inputs, np.int32(pos + 1), np.int32(1))
+            wait_ready(out)
+            out = jax.tree.map(lambda a, b: a + b, first, out)   # each is zero outside its own update
+            per_update = max(time.perf_counter() - t0, 1e-6)
+            size = balanced_size(S, self.chunking.seconds / per_update)
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+                size = int(multihost_utils.broadcast_one_to_all(np.int32(size)))
+            self.size = size
+            return state, out, 2
+        count = min(self.size or S, S - pos)
+        state, out = self.fn(state, inputs, np.int32(pos), np.int32(count))
+        wait_ready(out)
+        return state, out, count
+
+
 def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
                members: int | None = 1, state=None, eval_every: int = 1,
                stop_on_rise: str | None = None, higher_is_better: bool = False,
                verbose: int = 1, desc: str = "train",
                label: Callable[[str], str] = lambda k: k, show: tuple | None = None,
                hparams: dict | None = None, replica_of=None, placement=None,
-               schedule: Callable | None = None) -> LoopResult:
+               chunking: Chunking = Chunking(), schedule: Callable | None = None) -> LoopResult:
     """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
 
     Member r's init key is fold_in(PRNGKey(seed), replica_of[r]) (default r): it does not
@@ -152,7 +255,8 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     and `show` picks the metrics the bar or lines show (None: all), for display only.
     placement (jaxdl.run.mesh.Placement; None: one device, as always): lays the state,
     each epoch's inputs and the splits out on a device mesh (members along `replica`,
-    trainer.data_axes along `data`); XLA inserts the collectives.
+    trainer.data_axes along `data`); XLA inserts the collectives. chunking: how epochs of
+    a trainer with `train_chunk` are cut (see the module docstring).
     schedule (jaxdl.search.run.SearchRun.schedule; None: none): called after each epoch's
     rows are logged and before its checkpoint, `state, per_member = schedule(epoch + 1,
     state, per_member)`; it may replace the state (PBT) or keep fewer members on the
@@ -160,11 +264,14 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     change is not timed). Rows go on naming members by their slot on that axis."""
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    if state is None:
+    if state is None:             # refused before anything is allocated if it cannot fit
+        budget.check_state(jax.eval_shape(lambda: init_members(trainer, seed, members or 1, hparams, replica_of)))
         state = init_members(trainer, seed, members or 1, hparams, replica_of)
     vm = (lambda f, axes: jax.vmap(f, in_axes=axes)) if members is not None else (lambda f, axes: f)
     jit_epoch, jit_eval = (jax.jit, jax.jit) if placement is None else (placement.jit_epoch, placement.jit_eval)
-    run_epoch = jit_epoch(vm(trainer.train_epoch, (0, None)))
+    S = trainer.steps_per_epoch
+    chunked = trainer.train_chunk is not None and hasattr(run, "save_mid")
+    step_axis = 1 if members is not None else 0
     evaluate = jit_eval(vm(trainer.evaluate, (0, None)))
     splits = dict(trainer.splits)
     place_inputs = lambda x: x
@@ -175,7 +282,16 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
         splits = {k: placement.inputs(v, trainer.data_axes) for k, v in splits.items()}
         place_inputs = lambda x: placement.inputs(x, trainer.data_axes)
 
-    state, start, wall = run.resume(state)
+    pos, partial = 0, None
+    if chunked:
+        chunks = _Chunks(trainer, vm, jit_epoch, chunking)
+        finish = jax.jit(vm(trainer.epoch_metrics, (0,)))
+        shapes = jax.eval_shape(chunks.fn.jitted, state, place_inputs(trainer.epoch_inputs(0)), np.int32(0), np.int32(1))
+        like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes[1]["parts"])
+        state, start, pos, partial, wall = run.resume_chunked(state, like)
+    else:
+        run_epoch = _Checked(jit_epoch(vm(trainer.train_epoch, (0, None))))
+        state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)
     member_axis = members is not None and members > 1          # rows per member, as many as there are now
@@ -189,22 +305,66 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     per_member: dict = {}
     stopped = None
     epoch = start
+    last_save = time.monotonic()
+
+    def cut(tree, a, b):
+        """Updates a..b-1 of per-update outputs (host arrays)."""
+        return jax.tree.map(lambda x: np.asarray(x)[(slice(None),) * step_axis + (slice(a, b),)], tree)
+
+    def chunked_epoch(state, epoch, pos, partial):
+        """The epoch from update `pos` on, chunk by chunk: (state, out) as train_epoch's;
+        stops mid-epoch with a checkpoint when asked (Preempted)."""
+        nonlocal last_save
+        inputs = place_inputs(trainer.epoch_inputs(epoch))
+        done = [cut(partial, 0, pos)] if pos else []
+        t_start = time.perf_counter()
+        while pos < S:
+            state, out, n = chunks.next(state, inputs, pos)
+            bad = _first_bad(cut(out["losses"], pos, pos + n))
+            if bad is not None:
+                raise TrainingDiverged(epoch + 1, epoch * S + pos + bad + 1, run.last_checkpoint())
+            done.append(cut(out["parts"], pos, pos + n))
+            pos += n
+            if pos < S:
+                signal_name = run.stop_requested()
+                every = chunking.checkpoint_every_s
+                due = bool(every) and time.monotonic() - last_save >= every
+                if jax.process_count() > 1 and every:
+                    from jax.experimental import multihost_utils
+                    due = bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))
+                if signal_name or due:
+                    so_far = jax.tree.map(lambda *a: np.concatenate(a, axis=step_axis), *done)
+                    padded = jax.tree.map(lambda a: np.concatenate(
+                        [a, np.zeros(a.shape[:step_axis] + (S - pos,) + a.shape[step_axis + 1:], a.dtype)],
+                        axis=step_axis), so_far)
+                    run.save_mid(epoch, pos, state, padded, wall + time.perf_counter() - t_start)
+                    last_save = time.monotonic()
+                if signal_name:
+                    raise Preempted(epoch + 1, signal_name, update=(pos, S))
+        parts = jax.tree.map(lambda *a: np.concatenate(a, axis=step_axis), *done)
+        return state, {"losses": np.zeros((1,)), "metrics": finish(parts)}
+
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
-            new_state, out = run_epoch(state, place_inputs(trainer.epoch_inputs(epoch)))
-            losses = np.asarray(out["losses"])            # waits for the epoch to finish
+            if chunked:
+                new_state, out = chunked_epoch(state, epoch, pos, partial)
+                pos, partial = 0, None
+            else:
+                new_state, out = run_epoch(state, place_inputs(trainer.epoch_inputs(epoch)))
+                wait_ready(out)
+                bad = _first_bad(np.asarray(out["losses"]))     # waits for the epoch to finish
+                if bad is not None:
+                    raise TrainingDiverged(epoch + 1, epoch * S + bad + 1, run.last_checkpoint())
+            jax.block_until_ready(out["metrics"])
             dt = time.perf_counter() - t0
-            bad = _first_bad(losses)
-            if bad is not None:
-                raise TrainingDiverged(epoch + 1, epoch * trainer.steps_per_epoch + bad + 1, run.last_checkpoint())
             state = new_state
             wall += dt
             if epoch > untimed:                           # the first epoch after (re)start compiles
                 timed_epochs += 1
                 timed_s += dt
-                timed_updates += trainer.steps_per_epoch * n_members
-            row = {"epoch": epoch + 1, "step": (epoch + 1) * trainer.steps_per_epoch}
+                timed_updates += S * n_members
+            row = {"epoch": epoch + 1, "step": (epoch + 1) * S}
             vals, per_member_train = _means(out["metrics"], "train")
             row.update(vals)
             per_member.update(per_member_train)
@@ -243,6 +403,7 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
             signal_name = run.stop_requested()
             if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or signal_name:
                 run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
+                last_save = time.monotonic()
             if signal_name:
                 raise Preempted(epoch + 1, signal_name)
             if rose:

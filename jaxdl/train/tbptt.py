@@ -101,6 +101,7 @@ class TBPTT(NamedTuple):
     run_epoch: Callable
     fresh_state: Callable
     schedule: Schedule
+    run_updates: Callable | None = None
 
 
 def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.GradientTransformation,
@@ -119,6 +120,15 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
       with batches a Batch whose arrays have a leading batch axis [N, T, B, ...];
       state = (carry, tail) as returned by `fresh_state(params, batch)`; stats hold per-update
       metric sums and weight sums ([N, U] each), and the gradients if collect_grads.
+
+    run_updates(params, opt_state, state, batches, start, count) -> (params, opt_state, state, stats)
+      the same epoch in pieces: updates start .. start+count-1 of it (flat update index
+      f = n*U + u over the N batches of U updates; both traced, so one compile serves every
+      piece, a fori_loop); start + count <= N*U. Running the pieces [0, c1), [c1, c2), ... in
+      turn trains exactly what run_epoch trains: the reset before the first update
+      (reset="epoch") or before every batch's first ("batch"), the tail replaced after every
+      batch's last update. stats are per update of the whole epoch, [N*U] each, written at
+      the piece's updates and zero elsewhere.
     """
     if reset not in RESET_POLICIES:
         raise ValueError(f"unknown reset policy {reset!r}; use one of {RESET_POLICIES}")
@@ -170,7 +180,40 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
         (params, opt_state, state), out = jax.lax.scan(body, (params, opt_state, state), batches)
         return params, opt_state, state, out
 
-    return TBPTT(run_batch, run_epoch, fresh_state, sch)
+    def run_updates(params, opt_state, state, batches: Batch, start, count):
+        N, U = batches.mask.shape[0], sch.updates
+        right = U * k1 - T
+
+        def step(c, f):
+            params, opt_state, state = c
+            n, u = f // U, f % U
+            batch = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, n, keepdims=False), batches)
+            if reset in ("batch", "epoch"):
+                now = (f == 0) if reset == "epoch" else (u == 0)
+                state = jax.tree.map(lambda a, b: jnp.where(now, a, b), fresh_state(params, batch), state)
+            carry, tail = state
+            stream = jax.tree.map(lambda t, a: jnp.concatenate([t, _pad_time(a, 0, right)]), tail, batch)
+            w = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, u * k1, sch.window), stream)
+            (loss, (nxt, sums, wsum)), g = grad_fn(params, carry, w)
+            upd, opt_state = optimizer.update(g, opt_state, params)
+            params = optax.apply_updates(params, upd)
+            end_tail = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, U * k1, sch.lead), stream)
+            tail = jax.tree.map(lambda a, b: jnp.where(u == U - 1, a, b), end_tail, tail)
+            return (params, opt_state, (nxt, tail)), {"sums": sums, "weight": wsum}
+
+        c0 = (params, opt_state, state)
+        shapes = jax.eval_shape(step, c0, jnp.int32(0))[1]
+        stats = jax.tree.map(lambda a: jnp.zeros((N * U,) + a.shape, a.dtype), shapes)
+
+        def body(f, cs):
+            c, stats = cs
+            c, out = step(c, f)
+            return c, jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, f, 0), stats, out)
+
+        (params, opt_state, state), stats = jax.lax.fori_loop(start, start + count, body, (c0, stats))
+        return params, opt_state, state, stats
+
+    return TBPTT(run_batch, run_epoch, fresh_state, sch, run_updates)
 
 
 def summarize(out) -> dict:

@@ -15,6 +15,7 @@ from jaxdl.data.prepared import SeqTask
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
 from jaxdl.optimizers import optimizers
+from jaxdl.run.budget import check_window
 from jaxdl.train.loop import Trainer
 from jaxdl.train.tbptt import make_tbptt, summarize
 
@@ -84,6 +85,7 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
     opt, member_optimizer = optimizers(optim, injectable)
     apply_fn = stream_apply(task, model)
     N, T, B = task.train.mask.shape
+    check_window(tbptt.k1, tbptt.k2, N, T)
     eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, tbptt.k1, tbptt.k2, reset=reset)
     first = jax.tree.map(lambda a: jnp.asarray(a[0]), task.train)
     train_static = jax.tree.map(jnp.asarray, task.train)
@@ -98,6 +100,14 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
         return ({"params": p, "opt_state": o, "seq": s},
                 {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
 
+    def train_chunk(state, data, start, count):
+        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
+        return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
+
+    def epoch_metrics(parts):
+        w = jnp.maximum(parts["weight"].sum(), 1.0)
+        return {k: v.sum() / w for k, v in parts["sums"].items()}
+
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
 
@@ -109,4 +119,5 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
     splits = {name: jax.tree.map(jnp.asarray, b) for name, b in (("val", task.val), ("test", task.test))
               if b is not None}
     # batches and splits are [N, T, B, ...]: their B streams are the data-parallel axis (jaxdl.run.mesh)
-    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates, data_axes=2)
+    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates, data_axes=2,
+                   train_chunk=train_chunk, epoch_metrics=epoch_metrics)
