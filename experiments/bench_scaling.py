@@ -40,7 +40,7 @@ def worker(a) -> dict:
     from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.run.mesh import COLLECTIVES, Placement, loop_collectives, make_mesh
     from jaxdl.tasks.synthetic import EchoConfig, echo
-    from jaxdl.train.loop import init_members, train_loop
+    from jaxdl.train.loop import LoopPlan, init_members, train_loop
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     if jax.device_count() < a.devices:
@@ -65,7 +65,7 @@ def worker(a) -> dict:
         stop_requested = staticmethod(lambda: None)
 
     t0 = time.perf_counter()
-    res = train_loop(trainer, Recorder(), epochs=a.epochs, members=members, verbose=0, eval_every=a.epochs,
+    res = train_loop(trainer, Recorder(), LoopPlan(a.epochs, members=members, eval_every=a.epochs),
                      placement=placement)
     total = time.perf_counter() - t0
     collectives = {}

@@ -16,7 +16,7 @@ from jaxdl.tasks import TASKS, build
 from jaxdl.search import draw, summary as search_summary
 from jaxdl.search.run import SearchRun
 from jaxdl.train import population
-from jaxdl.train.loop import Chunking, Trainer, train_loop
+from jaxdl.train.loop import Chunking, LoopPlan, Progress, Trainer, train_loop
 
 
 def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
@@ -102,14 +102,13 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     if search.schedule != "none":               # halving / pbt: rows under member ids, the schedule's hook
         run = SearchRun(ctx, search, members=len(hps), epochs=epochs, seed=config.seed, score=watch,
                         higher=task.higher_is_better)
-    res = train_loop(trainer, run, epochs=epochs, seed=config.seed, members=len(hps),
-                     hparams=population.stacked(hps) if config.population else None, replica_of=replica_of,
-                     eval_every=tr.eval_every, stop_on_rise=watch if tr.stop_on_rise else None,
-                     higher_is_better=task.higher_is_better, verbose=1 if ctx.progress else 0,
-                     desc=f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
-                     show=("train/loss", watch, task.headline), placement=placement,
-                     chunking=Chunking(tr.chunk_s, None, tr.checkpoint_every_s),
-                     schedule=run.schedule if run is not ctx else None)
+    plan = LoopPlan(epochs, config.seed, len(hps), population.stacked(hps) if config.population else None,
+                    replica_of, tr.eval_every, watch if tr.stop_on_rise else None, task.higher_is_better,
+                    Chunking(tr.chunk_s, None, tr.checkpoint_every_s))
+    progress = Progress(1 if ctx.progress else 0, f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
+                        show=("train/loss", watch, task.headline))
+    res = train_loop(trainer, run, plan, placement=placement, schedule=run.schedule if run is not ctx else None,
+                     progress=progress)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")

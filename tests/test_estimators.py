@@ -246,9 +246,9 @@ def _trainer(est="rtrl", task=None, lr=0.02, injectable=False, **model):
 
 
 def test_online_rtrl_learns_echo_through_the_loop():
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     tr = _trainer("rtrl")
-    res = train_loop(tr, _Recorder(), epochs=6, members=1, verbose=0)
+    res = train_loop(tr, _Recorder(), LoopPlan(6, members=1))
     acc = res.per_member["test/accuracy"][0]
     assert acc > 0.9, acc                                       # chance is 0.5
     assert tr.steps_per_epoch == 16                             # 160 steps / every 10
@@ -265,13 +265,13 @@ def test_killed_and_resumed_is_bit_identical(tmp_path, est):
     1 more: the same params, optimizer state, recurrent state and influence (UORO's noise
     key included), bit for bit."""
     from jaxdl.run.context import RunContext
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     tr = _trainer(est, task=_echo(length=60, streams=2), hidden=4)
 
     def run(name, epochs):
         ctx = RunContext(tmp_path / name, None, checkpoint_every=1, progress=False)
         try:
-            return train_loop(tr, ctx, epochs=epochs, members=2, verbose=0).state
+            return train_loop(tr, ctx, LoopPlan(epochs, members=2)).state
         finally:
             ctx.close()
     ref = run("ref", 2)
@@ -286,16 +286,14 @@ def test_killed_and_resumed_is_bit_identical(tmp_path, est):
 def test_a_population_member_equals_its_solo_run():
     """UORO (noise from the member's key) in a population over lr x 2 replicas: the member
     (lr 0.03, replica 1) ends where the solo run's replica 1 at lr 0.03 ends."""
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     from jaxdl.train.population import members, stacked
     task = _echo(length=60, streams=2)
     tr = _trainer("uoro", task=task, hidden=4, injectable=True)
     hps, reps = members({"optim.lr": [0.003, 0.03]}, 2)
-    pop = train_loop(tr, _Recorder(), epochs=2, members=len(hps), verbose=0, hparams=stacked(hps),
-                     replica_of=reps).state
+    pop = train_loop(tr, _Recorder(), LoopPlan(2, members=len(hps), hparams=stacked(hps), replica_of=reps)).state
     i = next(j for j, (h, r) in enumerate(zip(hps, reps)) if h["optim.lr"] == 0.03 and r == 1)
-    solo = train_loop(_trainer("uoro", task=task, hidden=4, lr=0.03), _Recorder(), epochs=2, members=2,
-                      verbose=0).state
+    solo = train_loop(_trainer("uoro", task=task, hidden=4, lr=0.03), _Recorder(), LoopPlan(2, members=2)).state
     for a, b in zip(jax.tree.leaves(pop["params"]), jax.tree.leaves(solo["params"])):
         np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b[1]), rtol=1e-5, atol=1e-7)
     other = next(j for j, r in enumerate(reps) if r == 1 and j != i)
@@ -382,9 +380,9 @@ def test_marschall_add_targets_and_levels():
 
 def test_online_trainer_runs_the_add_task_with_snap1():
     from jaxdl.tasks.marschall import MarschallAddConfig, add
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     task = add(MarschallAddConfig(t1=1, t2=3, length=200, streams=4, test_length=200, val_length=0), 0)
-    res = train_loop(_trainer("snap1", task=task, hidden=8, lr=0.03), _Recorder(), epochs=4, members=1, verbose=0)
+    res = train_loop(_trainer("snap1", task=task, hidden=8, lr=0.03), _Recorder(), LoopPlan(4, members=1))
     assert res.per_member["test/loss"][0] < task.chance - 0.05    # below the no-memory level
 
 

@@ -123,7 +123,7 @@ def _loop_worker() -> dict:
     from jaxdl.run.mesh import Placement, make_mesh
     from jaxdl.config import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.tasks.synthetic import AddingConfig, EchoConfig, adding, echo
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     assert jax.device_count() == 4, jax.devices()
@@ -136,7 +136,7 @@ def _loop_worker() -> dict:
             shutil.copytree(tmp / resume_from, tmp / name)
         ctx = RunContext(tmp / name, None, checkpoint_every=2, progress=False)
         try:
-            res = train_loop(tr, ctx, epochs=epochs, members=8, verbose=0,
+            res = train_loop(tr, ctx, LoopPlan(epochs, members=8),
                              placement=None if mesh is None else Placement(make_mesh(*mesh)))
         finally:
             ctx.close()
@@ -157,7 +157,7 @@ def _loop_worker() -> dict:
     at = tbptt_trainer(add, RecurrentConfig(hidden=8), OptimConfig(), TBPTTConfig(k1=20, k2=20, reset="batch"),
                        TrainConfig())
     for name, pl in (("adding_one", None), ("adding_data4", Placement(make_mesh(1, 4)))):
-        res = train_loop(at, _NoRecorder(), epochs=3, members=2, verbose=0, placement=pl)
+        res = train_loop(at, _NoRecorder(), LoopPlan(3, members=2), placement=pl)
         out[name] = res.per_member
     return out
 

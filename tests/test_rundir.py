@@ -281,7 +281,7 @@ def test_a_programs_temporaries_are_measured_and_refused_over_the_limit():
         lowered = jax.jit(jax.vmap(tr.train_chunk, in_axes=(0, None, None, None))).lower(
             st, tr.epoch_inputs(0), np.int32(0), np.int32(1))
         return lowered, lowered.compile().memory_analysis().temp_size_in_bytes
-    (small, t10), (big, t200) = temps(10), temps(200)
+    (_, t10), (big, t200) = temps(10), temps(200)
     assert t200 > 5 * t10 > 0
     budget.check_program(big, limit=int(t200 * 2))
     with pytest.raises(budget.DoesNotFit, match=r"temporaries \(activations of a window\).*tbptt.k2"):
@@ -309,7 +309,8 @@ def test_a_full_disk_and_a_read_only_run_dir_end_in_one_line_and_lose_nothing():
     r = _in_tmpfs(f"""
 {py} -m jaxdl.main {args} train.epochs=100000 hydra.run.dir=$D/run > /tmp/jaxdl-out-$$ 2> /tmp/jaxdl-err-$$ &
 pid=$!
-while kill -0 $pid 2>/dev/null && {{ [ ! -s $D/run/metrics.jsonl ] || [ $(wc -l < $D/run/metrics.jsonl) -lt 3 ]; }}; do sleep 0.1; done
+rows() {{ [ -s $D/run/metrics.jsonl ] && wc -l < $D/run/metrics.jsonl || echo 0; }}
+while kill -0 $pid 2>/dev/null && [ "$(rows)" -lt 3 ]; do sleep 0.1; done
 dd if=/dev/zero of=$D/fill bs=64k 2>/dev/null
 wait $pid; echo "rc=$?"
 echo "--- stderr"; cat /tmp/jaxdl-err-$$; rm /tmp/jaxdl-err-$$
@@ -328,7 +329,8 @@ mount -o remount,ro $D
     assert len(lines) == 1, err
     assert lines[0].startswith("[jaxdl] error: no space left on the disk of") and "hydra.run.dir" in lines[0]
     assert "--- stdout tracebacks: 0" in out
-    log = Path(lines[0].rsplit("(traceback: ", 1)[1].rstrip(")"))   # the run's log, or a temp file when that disk is full
+    # the run's log, or a temp file when that disk is full
+    log = Path(lines[0].rsplit("(traceback: ", 1)[1].rstrip(")"))
     assert "No space left on device" in log.read_text() and "Traceback" in log.read_text()
     assert "resume rc=0" in out and "\n1\n" in out            # a relaunch with space resumes
     ro = out.split("resume rc=0")[1]

@@ -120,11 +120,11 @@ def fmt(s: dict, nd: int = 3) -> str:
 
 
 def train(method, task, hidden, lr, epochs, seeds, every=10) -> dict:
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     tr = trainer_for(method, task, hidden, lr, every)
     rec = Quiet()
     t0 = time.perf_counter()
-    res = train_loop(tr, rec, epochs=epochs, members=seeds, verbose=0, eval_every=epochs)
+    res = train_loop(tr, rec, LoopPlan(epochs, members=seeds, eval_every=epochs))
     return {"res": res, "rows": rec.logged, "wall_s": time.perf_counter() - t0, "updates": tr.steps_per_epoch * epochs}
 
 
@@ -192,7 +192,7 @@ def _flat(tree):
 def quality(sz: dict) -> dict:
     """Cosines against the exact (RTRL) gradient at parameter snapshots of an RTRL run."""
     from jaxdl.tasks.synthetic import EchoConfig, echo
-    from jaxdl.train.loop import train_loop
+    from jaxdl.train.loop import LoopPlan, train_loop
     c = sz["quality"]
     task = echo(EchoConfig(lag=c["lag"], **c["task"]), 0)
     probe = jax.tree.map(lambda a: jnp.asarray(a[0]), task.test)           # the stream the gradients are measured on
@@ -207,7 +207,7 @@ def quality(sz: dict) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(7), c["draws"])
     for s in range(c["snapshots"]):
         if s:
-            res = train_loop(tr, Quiet(), epochs=epochs_per, members=1, verbose=0, state=state)
+            res = train_loop(tr, Quiet(), LoopPlan(epochs_per, members=1), state=state)
             state = res.state
         else:
             from jaxdl.train.loop import init_members

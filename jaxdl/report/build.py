@@ -4,7 +4,6 @@ value of the selected config is reported, never used to choose it; runs without 
 metric get no selection (the report says why)."""
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path

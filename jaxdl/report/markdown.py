@@ -6,7 +6,7 @@ import math
 import os
 from pathlib import Path
 
-from jaxdl.report.build import Config, Report
+from jaxdl.report.build import Report
 from jaxdl.report.stats import LEVEL, Stats
 
 
@@ -76,7 +76,7 @@ def render(report: Report, figures: dict[str, Path], out_dir: Path, command: str
     if report.fixed:
         text += ["The same in every config: " + " ".join(f"`{k}={v}`" for k, v in report.fixed.items()) + ".", ""]
     if report.unfinished:
-        text += [f"Not read (no summary.json: still running or failed): "
+        text += ["Not read (no summary.json: still running or failed): "
                  + ", ".join(f"`{_rel(p, out_dir)}`" for p in report.unfinished) + ".", ""]
     if report.in_progress:
         from jaxdl.run.lock import describe

@@ -6,8 +6,9 @@ before any compute (`LaunchRefused`, exit 2), naming each key with both values a
 two ways on: a new run dir, or `train.resume=amend`, which continues and records the
 launch (its settings, what changed, the epochs it trained) here, in summary.json and in
 the report. Keys that do not change what is trained pass (`PASSING`): train.epochs and
-model.iterations (the perceptron's epochs; to extend a run), the progress display, the checkpoint and chunk cadence, logging, the
-device mesh and processes (results do not depend on them), the data folder's path.
+model.iterations (the perceptron's epochs; to extend a run), the progress display, the
+checkpoint and chunk cadence, logging, the device mesh and processes (results do not
+depend on them), the data folder's path.
 
 Records are written only by the run that owns the dir: `begin` is called after the run
 dir's lock is taken and before anything else is written, and writes launches.json and

@@ -15,8 +15,9 @@ class TrainingDiverged(RuntimeError):
 
 class Preempted(RuntimeError):
     """A stop signal (SIGTERM, SIGUSR1, SIGUSR2, a first Ctrl-C) arrived; the loop finished
-    the chunk in flight and wrote its checkpoint (mid-epoch when `update` = (done, of) is set). The entry point exits with PREEMPTED_EXIT_CODE
-    (jaxdl.run.signals); a relaunch on the same run dir resumes."""
+    the chunk in flight and wrote its checkpoint (mid-epoch when `update` = (done, of) is
+    set). The entry point exits with PREEMPTED_EXIT_CODE (jaxdl.run.signals); a relaunch
+    on the same run dir resumes."""
 
     def __init__(self, epoch: int, signal_name: str, update: tuple[int, int] | None = None):
         where = (f"in epoch {epoch} after update {update[0]} of {update[1]}" if update

@@ -123,15 +123,20 @@ def init_members(trainer: Trainer, seed: int, members: int, hparams: dict | None
 
 
 class Progress:
-    """verbose 0: silent; 1: a tqdm bar; 2: one line per epoch (Keras' verbose=2)."""
+    """What the loop shows, made by its caller: verbose 0: silent; 1: a tqdm bar titled
+    `desc`; 2: one line per epoch (Keras' verbose=2). `label` renames metrics and `show`
+    picks the ones shown (None: all). The loop calls begin(start, epochs) once."""
 
-    def __init__(self, verbose: int, start: int, epochs: int, desc: str, label: Callable[[str], str],
+    def __init__(self, verbose: int = 0, desc: str = "train", label: Callable[[str], str] = lambda k: k,
                  show: tuple | None = None):
-        self.verbose, self.epochs, self.label, self.show = verbose, epochs, label, show
-        self.bar = None
-        if verbose == 1:
+        self.verbose, self.desc, self.label, self.show = verbose, desc, label, show
+        self.bar, self.epochs = None, 0
+
+    def begin(self, start: int, epochs: int) -> None:
+        self.epochs = epochs
+        if self.verbose == 1:
             from tqdm.auto import tqdm
-            self.bar = tqdm(total=epochs, initial=start, desc=desc, unit="epoch", dynamic_ncols=True)
+            self.bar = tqdm(total=epochs, initial=start, desc=self.desc, unit="epoch", dynamic_ncols=True)
 
     def update(self, epoch: int, row: dict, rate: float | None) -> None:
         shown = {self.label(k): v for k, v in row.items()
@@ -236,32 +241,42 @@ class _Chunks:
         return state, out, count
 
 
-def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
-               members: int | None = 1, state=None, eval_every: int = 1,
-               stop_on_rise: str | None = None, higher_is_better: bool = False,
-               verbose: int = 1, desc: str = "train",
-               label: Callable[[str], str] = lambda k: k, show: tuple | None = None,
-               hparams: dict | None = None, replica_of=None, placement=None,
-               chunking: Chunking = Chunking(), schedule: Callable | None = None) -> LoopResult:
-    """Train `members` copies (seeds fold_in(seed, r)) of a trainer for `epochs` epochs.
+class LoopPlan(NamedTuple):
+    """What train_loop trains: `epochs` epochs of `members` members (None: one state without
+    a member axis, a Keras-style fit); member r's init key is fold_in(PRNGKey(seed),
+    replica_of[r]) (default r) and its population values hparams {key: [M]} (handed to
+    trainer.init); evaluation every `eval_every` epochs; stop_on_rise names a metric (e.g.
+    "val/error") whose getting worse (per `higher_is_better`) stops training (the source
+    text's rule); chunking cuts the epochs of a trainer with `train_chunk`."""
+    epochs: int
+    seed: int = 0
+    members: int | None = 1
+    hparams: dict | None = None
+    replica_of: Any = None
+    eval_every: int = 1
+    stop_on_rise: str | None = None
+    higher_is_better: bool = False
+    chunking: Chunking = Chunking()
 
-    Member r's init key is fold_in(PRNGKey(seed), replica_of[r]) (default r): it does not
-    depend on how many members train beside it, so a member equals a run of its own.
-    hparams {key: [M]} are the members' population values, handed to trainer.init.
-    members=None trains one state without a member axis (a Keras-style fit, which
-    passes its own `state`). stop_on_rise names a metric (e.g. "val/error"): training
-    stops after the evaluation where it got worse than at the previous evaluation
-    (the seed's rule; `higher_is_better` gives the direction). `label` renames metrics
-    and `show` picks the metrics the bar or lines show (None: all), for display only.
-    placement (jaxdl.run.mesh.Placement; None: one device, as always): lays the state,
+
+def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, placement=None,
+               schedule: Callable | None = None, progress: Progress | None = None) -> LoopResult:
+    """Train plan.members copies of a trainer for plan.epochs epochs (LoopPlan).
+
+    Member r's init key does not depend on how many members train beside it, so a member
+    equals a run of its own. `state`: a given initial state (a Keras-style fit passes its
+    own). placement (jaxdl.run.mesh.Placement; None: one device, as always): lays the state,
     each epoch's inputs and the splits out on a device mesh (members along `replica`,
-    trainer.data_axes along `data`); XLA inserts the collectives. chunking: how epochs of
-    a trainer with `train_chunk` are cut (see the module docstring).
+    trainer.data_axes along `data`); XLA inserts the collectives.
     schedule (jaxdl.search.run.SearchRun.schedule; None: none): called after each epoch's
     rows are logged and before its checkpoint, `state, per_member = schedule(epoch + 1,
     state, per_member)`; it may replace the state (PBT) or keep fewer members on the
     leading axis (halving: the jitted epoch retraces for the new count; the epoch after a
-    change is not timed). Rows go on naming members by their slot on that axis."""
+    change is not timed). Rows go on naming members by their slot on that axis.
+    progress: what to show (Progress; None: nothing)."""
+    epochs, seed, members, hparams, replica_of = plan.epochs, plan.seed, plan.members, plan.hparams, plan.replica_of
+    eval_every, stop_on_rise, higher_is_better, chunking = (plan.eval_every, plan.stop_on_rise,
+                                                             plan.higher_is_better, plan.chunking)
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     if state is None:             # refused before anything is allocated if it cannot fit
@@ -286,7 +301,8 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     if chunked:
         chunks = _Chunks(trainer, vm, jit_epoch, chunking)
         finish = jax.jit(vm(trainer.epoch_metrics, (0,)))
-        shapes = jax.eval_shape(chunks.fn.jitted, state, place_inputs(trainer.epoch_inputs(0)), np.int32(0), np.int32(1))
+        shapes = jax.eval_shape(chunks.fn.jitted, state, place_inputs(trainer.epoch_inputs(0)),
+                                np.int32(0), np.int32(1))
         like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes[1]["parts"])
         state, start, pos, partial, wall = run.resume_chunked(state, like)
     else:
@@ -300,7 +316,8 @@ def train_loop(trainer: Trainer, run: Recorder, *, epochs: int, seed: int = 0,
     prev = None
     if stop_on_rise:
         prev = next((r[stop_on_rise] for r in reversed(run.rows()) if stop_on_rise in r), None)
-    progress = Progress(verbose, start, epochs, desc, label, show)
+    progress = progress or Progress()
+    progress.begin(start, epochs)
     timed_epochs, timed_s, timed_updates = 0, 0.0, 0
     per_member: dict = {}
     stopped = None

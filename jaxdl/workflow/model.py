@@ -221,7 +221,7 @@ class Compiled:
         restore it, keep its history and train epochs `latest+1 .. epochs` only, so a
         killed fit finishes bit-identical to one never interrupted. Without resume, epoch
         numbers in the directory keep counting across fit calls."""
-        from jaxdl.train.loop import train_loop
+        from jaxdl.train.loop import LoopPlan, Progress, train_loop
         from jaxdl.workflow.fit_recorder import FitRecorder, keras_name
         if self.model.stateful and shuffle:
             raise ValueError("a stateful model keeps the order of its samples: fit it with shuffle=False")
@@ -236,8 +236,8 @@ class Compiled:
                                splits=splits)
         rec = FitRecorder(checkpoint_dir, checkpoint_every, resume, epochs, self.model.stateful)
         try:
-            res = train_loop(trainer, rec, epochs=epochs, members=None, state=dict(ts._asdict()),
-                             verbose=verbose, label=keras_name)
+            res = train_loop(trainer, rec, LoopPlan(epochs, members=None), state=dict(ts._asdict()),
+                             progress=Progress(verbose, label=keras_name))
         finally:
             rec.close()
         return TrainState(**res.state), rec.history
