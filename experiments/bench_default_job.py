@@ -1,7 +1,7 @@
 """The default job (echo, TBPTT(10, 20), hidden 64) against variants of it, in one run:
 each variant is a fresh `python -m jaxdl.main` process with its overrides, the variants
 interleaved round by round so that machine noise falls on all of them alike. Reports the
-member-updates per second of the timed epochs (summary.json's steps_per_s; the first
+member-updates per second of the timed epochs (summary.json's updates_per_s; the first
 epoch, which compiles, is not timed), each as a ratio to the first variant, and the test
 accuracy each reached.
 
@@ -47,7 +47,7 @@ def main() -> None:
         for r in range(args.rounds):
             for i, v in enumerate(variants):
                 s = run_once(common + v.split(), Path(tmp) / f"{r}_{i}")
-                rates[v].append(s["steps_per_s"])
+                rates[v].append(s["updates_per_s"])
                 acc[v].append(s["final"].get(s["headline"], float("nan")))
     load = os.getloadavg()[0]
     base = statistics.median(rates[variants[0]])

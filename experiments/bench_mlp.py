@@ -2,9 +2,9 @@
 
   jaxdl trainer epoch (jaxdl.train.classifier_trainer.make_epoch, the delta-rule grads)
   a plain one-jit lax.scan epoch written here (autodiff, same math)
-  a NumPy per-sample implementation of the seed's vectorised fc.py code
+  a NumPy per-sample implementation of the source text's vectorised fc.py code
 
-at batch size 1 (the seed's recipe: one sample per update) and 32. NumPy is timed on
+at batch size 1 (the source text's recipe: one sample per update) and 32. NumPy is timed on
 --numpy-samples samples and scaled to 60,000.
 
     ./launch.sh py experiments/bench_mlp.py [--data ../shared/data/mnist]
@@ -48,7 +48,7 @@ def reference_epoch(batch_size, n, lr):
 
 
 def numpy_seed_epoch(params, x, t, lr):
-    """The seed's fc.py, vectorised per sample: forward 式2, deltas 式7/式8, update 式9/式10."""
+    """The source text's fc.py, vectorised per sample: forward 式2, deltas 式7/式8, update 式9/式10."""
     W1, b1, W2, b2 = (np.array(a, np.float64) for a in params)   # seed layout W [out, in]
     for i in range(len(x)):
         a0 = x[i]
@@ -108,8 +108,8 @@ def main(argv=None):
     for bs, (tj, tr) in res.items():
         print(f"jaxdl trainer, batch {bs:<3d}             {tj:9.2f} {tj / tr:14.2f}x {t_np / tj:8.1f}x faster")
         print(f"one-jit lax.scan reference, batch {bs:<3d} {tr:9.2f}")
-    print(f"NumPy per sample (seed's fc.py)      {t_np:9.2f}   (timed on {m} samples, scaled)")
-    print("the seed reports about 9000 s per epoch for its object-oriented version")
+    print(f"NumPy per sample (its fc.py)         {t_np:9.2f}   (timed on {m} samples, scaled)")
+    print("the source text reports about 9000 s per epoch for its object-oriented version")
     return res, t_np
 
 

@@ -53,9 +53,9 @@ def main(argv=None) -> dict:
             t0 = time.perf_counter()
             states[m], out = epoch(states[m], inputs)
             jax.block_until_ready(out)
-            rates[m].append(tr.steps_per_epoch * m / (time.perf_counter() - t0))
+            rates[m].append(tr.updates_per_epoch * m / (time.perf_counter() - t0))
     med = {m: float(np.median(v)) for m, v in rates.items()}
-    print(f"population efficiency, echo hidden {a.hidden}, {tr.steps_per_epoch} updates per epoch, "
+    print(f"population efficiency, echo hidden {a.hidden}, {tr.updates_per_epoch} updates per epoch, "
           f"{a.rounds} interleaved rounds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("| members | member-updates/s (median) | rounds | per member vs first |")
     print("|---|---|---|---|")

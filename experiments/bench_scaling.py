@@ -76,7 +76,7 @@ def worker(a) -> dict:
         where = loop_collectives(hlo.compile().as_text())
         collectives = {f"{op} ({place})": where[place][op] for place in ("loops", "outside") for op in COLLECTIVES}
     return {"axis": a.axis, "devices": a.devices, "mesh": list(shape), "members": members, "streams": a.streams,
-            "updates_per_epoch": trainer.steps_per_epoch, "member_updates_per_s": res.steps_per_s,
+            "updates_per_epoch": trainer.updates_per_epoch, "member_updates_per_s": res.updates_per_s,
             "epoch_s": res.epoch_time_s, "total_s": total, "collectives": collectives,
             "train_loss": losses,
             "platform": jax.devices()[0].platform, "device_kind": jax.devices()[0].device_kind,

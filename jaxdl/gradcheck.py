@@ -1,4 +1,4 @@
-"""Gradient checking by central differences, the seed's 式6:
+"""Gradient checking by central differences, the source text's 式6:
 
     dE/dw ~= (E(w + eps) - E(w - eps)) / (2 eps),   eps = 1e-4
 

@@ -22,7 +22,7 @@ def mse(preds, targets):
 
 
 def half_sse(preds, targets):
-    """The seed's E_d = 1/2 * sum_i (t_i - y_i)^2, plus accuracy by argmax."""
+    """The source text's E_d = 1/2 * sum_i (t_i - y_i)^2, plus accuracy by argmax."""
     return {"loss": 0.5 * ((targets - preds) ** 2).sum(-1),
             "accuracy": (jnp.argmax(preds, -1) == jnp.argmax(targets, -1)).astype(preds.dtype)}
 

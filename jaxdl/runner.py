@@ -34,13 +34,13 @@ def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
                                reset=task.reset or config.tbptt.reset, shuffle=config.train.shuffle)
             how = f"{config.estimator.name.upper()}(every={config.estimator.every})"
             return t, {"estimator": config.estimator.name, "reset": task.reset or config.tbptt.reset,
-                       "updates_per_epoch": t.steps_per_epoch,
+                       "updates_per_epoch": t.updates_per_epoch,
                        "about": f"{how}, {m.name}, hidden={m.hidden}", "desc": f"{task.name} {how}"}
         from jaxdl.train.tbptt_trainer import tbptt_trainer
         t = tbptt_trainer(task, m, config.optim, tb, config.train, config.seed, injectable)
         reset = task.reset or tb.reset
         return t, {"tbptt": {"k1": tb.k1, "k2": tb.k2, "reset": reset}, "estimator": "tbptt",
-                   "updates_per_epoch": t.steps_per_epoch,
+                   "updates_per_epoch": t.updates_per_epoch,
                    "about": f"TBPTT(k1={tb.k1}, k2={tb.k2}), {m.name}, hidden={m.hidden}",
                    "desc": f"{task.name} TBPTT({tb.k1},{tb.k2})"}
     if kind == "workflow":
@@ -49,19 +49,19 @@ def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
                   for name, (xs, ys, ms, extra) in task.splits.items()}
         t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and config.train.shuffle
                       and not c.model.stateful, mask=mask, seed=config.seed, splits=splits, score=task.score)
-        return t, {"updates_per_epoch": t.steps_per_epoch, "about": f"{m.name}, hidden={m.hidden}",
+        return t, {"updates_per_epoch": t.updates_per_epoch, "about": f"{m.name}, hidden={m.hidden}",
                    "desc": task.name}
     if kind == "classify":
         from jaxdl.classic.classifier_trainer import classifier_sizes, classifier_trainer
         sizes = classifier_sizes(task.data, m)
         t = classifier_trainer(task.data, m, config.optim, config.train, config.seed, injectable)
-        return t, {"sizes": sizes, "updates_per_epoch": t.steps_per_epoch, "about": "-".join(map(str, sizes)),
+        return t, {"sizes": sizes, "updates_per_epoch": t.updates_per_epoch, "about": "-".join(map(str, sizes)),
                    "desc": task.name}
     if kind in ("perceptron", "linear"):
         from jaxdl.classic.rule_trainer import rule_trainer
         t = rule_trainer(task.data, m)
         rule = getattr(m, "rule", "sgd")
-        return t, {"rule": rule, "updates_per_epoch": t.steps_per_epoch,
+        return t, {"rule": rule, "updates_per_epoch": t.updates_per_epoch,
                    "about": f"{kind} rule, rate {m.rate}", "desc": task.name}
     raise ValueError(f"task {task.name!r} has an unknown kind {kind!r}")
 
@@ -118,7 +118,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
              "higher_is_better": task.higher_is_better, "seed": config.seed, "replicas": tr.replicas,
              "num_params": num_params, "epochs": epochs, "epochs_run": res.epochs_run,
              "stopped_early_at": res.stopped_early_at, **facts, "wall_time_s": res.wall_time_s,
-             "steps_per_s": res.steps_per_s, "epoch_time_s": res.epoch_time_s,
+             "updates_per_s": res.updates_per_s, "epoch_time_s": res.epoch_time_s,
              "mesh": {**(placement.shape if placement else {"replica": 1, "data": 1}),
                       "processes": jax.process_count()},
              **{k: v for k, v in done.items() if k != "final"}, **(records or {})}
@@ -133,8 +133,8 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
                                  **recs}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
-    if len(hps) > 1 and task.headline in summary.get("replica_stats", {}):
-        st = summary["replica_stats"][task.headline]
+    if len(hps) > 1 and task.headline in summary.get("member_stats", {}):
+        st = summary["member_stats"][task.headline]
         what = f"{len(hps)} members" if config.population else f"{tr.replicas} replicas"
         print(f"[jaxdl] {what}: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
     if config.population and getattr(ctx.logger, "member_runs", None):

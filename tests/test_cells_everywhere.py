@@ -94,8 +94,8 @@ def test_a_gru_on_a_four_device_mesh_equals_one_device(tmp_path):
         assert p.returncode == 0, p.stderr[-2000:]
         out[name] = json.loads((tmp_path / name / "summary.json").read_text())
     assert out["mesh"]["mesh"]["replica"] == 2 and out["mesh"]["mesh"]["data"] == 2
-    for k, v in out["one"]["per_replica"].items():
-        np.testing.assert_allclose(out["mesh"]["per_replica"][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
+    for k, v in out["one"]["per_member"].items():
+        np.testing.assert_allclose(out["mesh"]["per_member"][k], v, rtol=1e-5, atol=1e-7, err_msg=k)
 
 
 def test_forget_bias_is_refused_for_cells_without_a_forget_gate():

@@ -1,4 +1,4 @@
-"""The seed's chapters 1-3: perceptron, linear unit, delta-rule backprop, 式6."""
+"""The source text's chapters 1-3: perceptron, linear unit, delta-rule backprop, 式6."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,7 +43,7 @@ def test_linear_unit_reproduces_seed_predictions():
     x, y = (jnp.asarray(a) for a in salary())
     p = linear_unit.sgd(linear_unit.init(1), x, y, 10, 0.01)
     pred = float(linear_unit.predict(p, jnp.asarray([3.4])))
-    assert abs(pred - 3907.30) < 0.05   # the seed's printed 3.4-year salary
+    assert abs(pred - 3907.30) < 0.05   # the source text's printed 3.4-year salary
 
 
 def test_both_optimizers_converge_to_least_squares(x64):

@@ -101,7 +101,7 @@ def test_rtrl_equals_full_bptt_from_a_nonzero_state(x64, cell, layers):
 
 
 def test_rtrl_matches_finite_differences(x64):
-    """The seed's 式6 (central differences) on every parameter of a 2-layer LSTM."""
+    """The source text's 式6 (central differences) on every parameter of a 2-layer LSTM."""
     params, data, carry0 = _problem("lstm", 2, key=3)
     got = _online_grad("rtrl", params, data, carry0)
     num = numerical_gradient(lambda p: _bptt_loss(p, data, carry0), params, eps=1e-5)
@@ -251,7 +251,7 @@ def test_online_rtrl_learns_echo_through_the_loop():
     res = train_loop(tr, _Recorder(), LoopPlan(6, members=1))
     acc = res.per_member["test/accuracy"][0]
     assert acc > 0.9, acc                                       # chance is 0.5
-    assert tr.steps_per_epoch == 16                             # 160 steps / every 10
+    assert tr.updates_per_epoch == 16                             # 160 steps / every 10
 
 
 def _leaves_equal(a, b):

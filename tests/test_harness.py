@@ -62,7 +62,7 @@ def test_run_directory_contract(tmp_path):
     assert all("step" in r and "train/loss" in r and "test/accuracy" in r for r in rows)
     assert rows[-1]["step"] == 3 * rows[0]["step"]
     s = json.loads((d / "summary.json").read_text())
-    for k in ("final", "best", "wall_time_s", "steps_per_s", "num_params", "jax_version", "devices", "seed"):
+    for k in ("final", "best", "wall_time_s", "updates_per_s", "num_params", "jax_version", "devices", "seed"):
         assert k in s, k
     assert s["final"]["test/accuracy"] == rows[-1]["test/accuracy"]
     assert s["best"]["train/loss"] == min(r["train/loss"] for r in rows)
@@ -77,12 +77,12 @@ def test_replicas_are_vmapped_seeds(tmp_path):
     base = TINY_ECHO + ["train.epochs=2", "logger.mode=disabled"]
     s3, _ = run_inprocess(tmp_path, base + ["train.replicas=3"], "r3")
     s1, _ = run_inprocess(tmp_path, base + ["train.replicas=1"], "r1")
-    acc = s3["per_replica"]["train/loss"]
+    acc = s3["per_member"]["train/loss"]
     assert len(acc) == 3 and len(set(acc)) == 3         # different seeds, different runs
-    np.testing.assert_allclose(acc[0], s1["per_replica"]["train/loss"][0], rtol=1e-4)
-    st = s3["replica_stats"]["test/accuracy"]
-    np.testing.assert_allclose(st["mean"], np.mean(s3["per_replica"]["test/accuracy"]))
-    np.testing.assert_allclose(st["std"], np.std(s3["per_replica"]["test/accuracy"]))
+    np.testing.assert_allclose(acc[0], s1["per_member"]["train/loss"][0], rtol=1e-4)
+    st = s3["member_stats"]["test/accuracy"]
+    np.testing.assert_allclose(st["mean"], np.mean(s3["per_member"]["test/accuracy"]))
+    np.testing.assert_allclose(st["std"], np.std(s3["per_member"]["test/accuracy"]))
 
 
 def _launch(args, **kw):

@@ -33,9 +33,9 @@ def test_every_kind_trains_replicas_with_member_rows(tmp_path, kind):
     epochs = ["model.iterations=3"] if kind == "perceptron" else ["train.epochs=3"]
     s, d = run_inprocess(tmp_path, KINDS[kind] + epochs + ["train.replicas=2"] + QUIET)
     head = s["headline"]
-    assert len(s["per_replica"][head]) == 2
-    st = s["replica_stats"][head]
-    assert st["mean"] == pytest.approx(np.mean(s["per_replica"][head]))
+    assert len(s["per_member"][head]) == 2
+    st = s["member_stats"][head]
+    assert st["mean"] == pytest.approx(np.mean(s["per_member"][head]))
     rows = _rows(d)
     means = [r for r in rows if "member" not in r]
     members = [r for r in rows if "member" in r]
@@ -48,7 +48,7 @@ def test_every_kind_trains_replicas_with_member_rows(tmp_path, kind):
                 mean = next(r for r in means if r["epoch"] == e)[k]
                 assert mean == pytest.approx((pair[0][k] + pair[1][k]) / 2, rel=1e-6), k
     if kind != "perceptron":      # the perceptron starts from zero weights: replicas are alike by design
-        loss = s["per_replica"]["train/loss"]
+        loss = s["per_member"]["train/loss"]
         assert loss[0] != loss[1]
     assert s["final"][head] == means[-1][head]
 
@@ -77,7 +77,7 @@ def test_every_kind_resumes_bit_identical(tmp_path, kind):
 def test_forecast_reports_both_replicas(tmp_path):
     s, d = run_inprocess(tmp_path, ["task=forecast", "train.epochs=20", "train.replicas=2",
                                     "train.checkpoint_every=100"] + QUIET)
-    rmse = s["per_replica"]["test/rmse"]
+    rmse = s["per_member"]["test/rmse"]
     assert len(rmse) == 2 and rmse[0] != rmse[1] and all(np.isfinite(rmse))
     assert s["final"]["test/rmse"] == pytest.approx(np.mean(rmse), rel=1e-6)
     assert "val/rmse" in s["final"]            # the validation months, held out from training

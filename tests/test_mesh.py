@@ -291,9 +291,9 @@ def hydra_runs(subprocesses):
 
 
 def _assert_same_per_replica(a: dict, b: dict, rtol=1e-5):
-    assert set(a["per_replica"]) == set(b["per_replica"])
-    for k in a["per_replica"]:
-        np.testing.assert_allclose(a["per_replica"][k], b["per_replica"][k], rtol=rtol, atol=1e-7, err_msg=k)
+    assert set(a["per_member"]) == set(b["per_member"])
+    for k in a["per_member"]:
+        np.testing.assert_allclose(a["per_member"][k], b["per_member"][k], rtol=rtol, atol=1e-7, err_msg=k)
 
 
 def test_hydra_runs_on_four_devices_match_one_device(hydra_runs):
@@ -303,7 +303,7 @@ def test_hydra_runs_on_four_devices_match_one_device(hydra_runs):
     assert runs["replica4"]["mesh"] == {"replica": 4, "data": 1, "processes": 1}
     for name in ("data4", "replica4"):
         _assert_same_per_replica(runs[name], runs["one"])
-        assert len(runs[name]["per_replica"]["test/accuracy"]) == 8
+        assert len(runs[name]["per_member"]["test/accuracy"]) == 8
         assert [r["epoch"] for r in rows[name] if "member" not in r] == [1, 2]
 
 

@@ -60,7 +60,7 @@ def test_seed_recipe_learns_a_slice_of_mnist(tmp_path, shared_data):
     s, d = run_inprocess(tmp_path, ["experiment=mnist_seed", "task.limit=5000", "train.epochs=1",
                                     "train.eval_every=1", f"data_dir={shared_data}", "logger.mode=disabled",
                                     "train.progress=false"])
-    assert s["num_params"] == 238510          # the seed's count: 300*(784+1) + 10*(300+1)
+    assert s["num_params"] == 238510          # the source text's count: 300*(784+1) + 10*(300+1)
     assert s["final"]["test/error"] < 0.15
     assert (d / "checkpoints" / "1").exists()
 

@@ -50,7 +50,7 @@ def write_run(path: Path, overrides: list[str], seed: int, members: list[dict], 
     summary = {"final": rows[0 if len(members) == 1 else -len(members) - 1], "best": {}, "task": task,
                "headline": headline, "higher_is_better": hib, "seed": seed,
                "replicas": len({m["replica"] for m in members}),
-               "per_replica": {k: [m["curves"][k][-1] for m in members] for k in names},
+               "per_member": {k: [m["curves"][k][-1] for m in members] for k in names},
                "population": population or {}, "members": recs,
                "selection": pick and {"by": by, "member": pick["member"], "hparams": pick["hparams"],
                                       "val": pick["final"][by], "test": pick["final"][headline]}}
@@ -212,7 +212,7 @@ def test_old_runs_without_val_get_no_selection_and_no_test_fallback(tmp_path):
     assert rep.selected is None and all(c.stats["test/accuracy"].n == 6 for c in rep.configs)
     md = md_path.read_text()
     assert "No config is selected" in md and "never falls back" in md and "(selected)" not in md
-    per = [json.loads((sweep / f"{i}" / "summary.json").read_text())["per_replica"]["test/accuracy"]
+    per = [json.loads((sweep / f"{i}" / "summary.json").read_text())["per_member"]["test/accuracy"]
            for i in (0, 1)]
     np.testing.assert_allclose(rep.configs[0].stats["test/accuracy"].mean, np.mean(per[0] + per[1]))
 

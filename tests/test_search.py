@@ -111,7 +111,7 @@ def test_halving_keeps_the_top_half_by_val_and_survivors_equal_their_full_popula
         rec = half["members"][i]
         assert rec["final"]["val/accuracy"] == mine[-1]["val/accuracy"]    # its last metrics
     # only the survivors trained on: the last checkpoint holds 2 members
-    assert len(half["per_replica"]["val/accuracy"]) == 2
+    assert len(half["per_member"]["val/accuracy"]) == 2
     sel = half["selection"]
     assert sel["member"] in top and sel["val"] == max(half["members"][i]["final"]["val/accuracy"] for i in top)
     assert half["search"] == {"schedule": "halving", "every": 2, "keep": 0.5}

@@ -1,4 +1,4 @@
-"""The data toolkit against the seed's printed examples and scikit-learn."""
+"""The data toolkit against the source text's printed examples and scikit-learn."""
 import numpy as np
 import pytest
 from sklearn.preprocessing import LabelEncoder, MinMaxScaler, OneHotEncoder, StandardScaler

@@ -62,7 +62,7 @@ def test_optimizer_by_name_or_optax_and_losses():
 
 
 def test_stateful_pieces_equal_the_whole_sequence():
-    """Case 2 of the seed's state management: one long sequence cut into
+    """Case 2 of the source text's state management: one long sequence cut into
     sub-sequences; a stateful model that carries state between them predicts
     exactly what it predicts on the whole sequence at once."""
     rng = np.random.default_rng(1)
@@ -89,7 +89,7 @@ def test_stateful_fit_keeps_state_until_reset_and_refuses_shuffle():
     ts = c.init(jax.random.PRNGKey(0))
     with pytest.raises(ValueError, match="shuffle=False"):
         c.fit(ts, X, y, batch_size=10, epochs=1)
-    for _ in range(3):               # the seed's loop: fit one epoch, then reset
+    for _ in range(3):               # the source text's loop: fit one epoch, then reset
         ts, _ = c.fit(ts, X, y, batch_size=10, epochs=1, shuffle=False, verbose=0)
         assert np.abs(np.asarray(ts.state[0][0])).sum() > 0
         ts = c.reset_states(ts)

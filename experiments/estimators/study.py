@@ -125,7 +125,8 @@ def train(method, task, hidden, lr, epochs, seeds, every=10) -> dict:
     rec = Quiet()
     t0 = time.perf_counter()
     res = train_loop(tr, rec, LoopPlan(epochs, members=seeds, eval_every=epochs))
-    return {"res": res, "rows": rec.logged, "wall_s": time.perf_counter() - t0, "updates": tr.steps_per_epoch * epochs}
+    return {"res": res, "rows": rec.logged, "wall_s": time.perf_counter() - t0,
+            "updates": tr.updates_per_epoch * epochs}
 
 
 # --------------------------------------------------------------------------- parts
@@ -221,7 +222,7 @@ def quality(sz: dict) -> dict:
         cos["uoro"].append(float(np.mean([cosine(g) for g in draws])))
         uoro_mean_cos.append(cosine(draws.mean(0)))
         uoro_relvar.append(float(((draws - exact) ** 2).sum(1).mean() / (exact ** 2).sum()))
-        at_update.append(s * tr.steps_per_epoch * epochs_per)
+        at_update.append(s * tr.updates_per_epoch * epochs_per)
         print(f"[study] quality snapshot {s}: " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in cos.items())
               + f", UORO mean of {c['draws']} {uoro_mean_cos[-1]:.3f}, rel. variance {uoro_relvar[-1]:.2f}", flush=True)
     return {"cosine": cos, "uoro_mean_of_draws_cosine": uoro_mean_cos, "uoro_relative_variance": uoro_relvar,
@@ -267,7 +268,7 @@ def cost(sz: dict) -> dict:
                 continue
             tr = trainer_for("tbptt_k2_20" if m == "tbptt" else m, task, H, 0.01)
             sec, state = _time_epoch(tr, c["repeats"])
-            per = sec / tr.steps_per_epoch
+            per = sec / tr.updates_per_epoch
             mem = _state_bytes(state["seq"])
             rows[m].append({"hidden": H, "s_per_update": per, "seq_state_bytes": mem})
             print(f"[study] cost H={H} {m}: {per * 1e3:.2f} ms/update, state {mem / 2**20:.2f} MiB", flush=True)
@@ -296,7 +297,7 @@ def default_job(sz: dict) -> dict:
             t0 = time.perf_counter()
             jax.block_until_ready(fs[m](states[m], trs[m].epoch_inputs(0)))
             times[m].append(time.perf_counter() - t0)
-    ups = {m: trs[m].steps_per_epoch / float(np.median(times[m])) for m in names}
+    ups = {m: trs[m].updates_per_epoch / float(np.median(times[m])) for m in names}
     return {"updates_per_s": ups, "ratio_to_tbptt": {m: ups[m] / ups["tbptt"] for m in names},
             "settings": c, "load_average": os.getloadavg()}
 

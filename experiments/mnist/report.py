@@ -1,5 +1,5 @@
 """MNIST results table from run directories, beside LeCun et al. 1998's numbers,
-and the plot of test error against hidden size for the seed's rules of thumb. The runs
+and the plot of test error against hidden size for the source text's rules of thumb. The runs
 are read, pooled and plotted by jaxdl.report; this file adds the paper's column.
 
     .venv/bin/python experiments/mnist/report.py [--runs experiments/mnist/runs] [--out experiments/mnist]
@@ -17,7 +17,7 @@ from jaxdl.report.stats import describe
 
 HERE = Path(__file__).resolve().parent
 ROWS = [  # run dir, description, paper error %, paper source
-    ("seed_300", "2-layer NN, 300 hidden units, MSE (the seed's recipe)", 4.7, "LeCun et al. 1998"),
+    ("seed_300", "2-layer NN, 300 hidden units, MSE (the source text's recipe)", 4.7, "LeCun et al. 1998"),
     ("seed_1000", "2-layer NN, 1000 hidden units, MSE", 4.5, "LeCun et al. 1998"),
     ("seed_300_100", "3-layer NN, 300+100 hidden units, MSE", 3.05, "LeCun et al. 1998"),
     ("modern_800", "ReLU MLP, 800 hidden units, cross-entropy, Adam", 1.6, "Simard et al. 2003 (800 HU, CE)"),
@@ -38,7 +38,7 @@ def model_row(run_dir: Path, desc: str, paper: float, src: str) -> str:
 
 
 def hidden_sweep(runs: Path) -> list[tuple[int, object]]:
-    """(hidden units, Stats of the final test error in %) for the sweep and the seed's 300."""
+    """(hidden units, Stats of the final test error in %) for the sweep and the source text's 300."""
     points = []
     sd = runs / "hidden_sweep"
     if sd.is_dir() and find_run_dirs([sd])[0]:
@@ -62,13 +62,13 @@ def main(argv=None):
              "|---|---|---|---|---|---|"]
     lines += [model_row(runs / name, desc, paper, src) for name, desc, paper, src in ROWS]
     sweep = hidden_sweep(runs)
-    text = ["# MNIST: the seed's network against LeCun et al. 1998", "",
+    text = ["# MNIST: the source text's network against LeCun et al. 1998", "",
             "Made by `experiments/mnist/report.py` from the run directories of `experiments/mnist/run.sh`.",
-            "Test error = wrong / total on the 10,000 test images (the seed's 错误率).", "", *lines, ""]
+            "Test error = wrong / total on the 10,000 test images (the source text's 错误率).", "", *lines, ""]
     if sweep:
-        text += ["## Hidden size: the seed's rules of thumb", "",
+        text += ["## Hidden size: the source text's rules of thumb", "",
                  "log2(784) = 10, sqrt(784 + 10) + alpha = 29 (alpha 1) .. 38 (alpha 10), sqrt(784 * 10) = 89, "
-                 "and the seed's choice 300 (the sweep runs 20 epochs each).", "",
+                 "and the source text's choice 300 (the sweep runs 20 epochs each).", "",
                  "| hidden units | test error |", "|---|---|"]
         text += [f"| {h} | {s.mean:.2f}% |" for h, s in sweep]
         text += ["", "![test error against hidden size](hidden_sweep.png)", ""]

@@ -283,7 +283,7 @@ def k1cost_part(runs: Path, target: float) -> dict:
         reached = [h for h in hit if h is not None]
         out.append({"k1": r["summary"]["tbptt"]["k1"], "k2": r["summary"]["tbptt"]["k2"],
                     "updates_per_epoch": s["updates_per_epoch"], "members": len(s["members"]),
-                    "member_updates_per_s": s["steps_per_s"], "epoch_time_s": ep_s,
+                    "member_updates_per_s": s["updates_per_s"], "epoch_time_s": ep_s,
                     # seconds of training (the timed epochs' mean, compile excluded) until a member's
                     # val accuracy first reaches the target, evaluated at epoch ends
                     "epochs_to_target": hit, "reached": len(reached),
@@ -328,7 +328,7 @@ def throughput_part(runs: Path) -> dict:
     out = []
     for r in load_runs(runs / "throughput"):
         s = r["summary"]
-        out.append({"members": len(s["members"]), "member_updates_per_s": s["steps_per_s"],
+        out.append({"members": len(s["members"]), "member_updates_per_s": s["updates_per_s"],
                     "epoch_time_s": s["epoch_time_s"], "updates_per_epoch": s["updates_per_epoch"],
                     "test_accuracy": stats(member_finals(r, "test/accuracy")), "dir": r["dir"].name,
                     "about": f"echo, TBPTT({r['summary']['tbptt']['k1']},{r['summary']['tbptt']['k2']}), "

@@ -1,4 +1,4 @@
-"""Fully connected sigmoid networks and the seed's back-propagation (chapter 3).
+"""Fully connected sigmoid networks and the source text's back-propagation (chapter 3).
 
 Forward, layer by layer (式2):        a^(l+1) = sigmoid(W^(l) a^(l) + b^(l))
 Output-layer error term (式3 / 式7):  delta = y (1 - y) (t - y)
@@ -6,7 +6,7 @@ Hidden-layer error term (式4 / 式8):  delta^(l) = a^(l) (1 - a^(l)) W^T delta^
 Update (式5 / 式9 / 式10):            W <- W + eta delta x^T,  b <- b + eta delta
 
 for the error E_d = 1/2 sum_i (t_i - y_i)^2. Here arrays are batched row vectors:
-x [B, n_in], W stored as [n_in, n_out] (the transpose of the seed's W), and the
+x [B, n_in], W stored as [n_in, n_out] (the transpose of the source text's W), and the
 batch's updates are summed. `delta_rule_grads` returns the gradient of E_d
 (= -delta x^T, sign included) so that an optax optimizer can apply it; tests
 check it against jax.grad.
@@ -21,7 +21,7 @@ from jaxdl.models.mlp import mlp_init
 
 def init(key, sizes, init_scheme: str = "uniform_0.1", dtype=jnp.float32):
     """Layers [n0, n1, ..., nL] -> list of {"w": [n_l, n_l+1], "b": [n_l+1]}: the MLP's
-    parameters, drawn by default as the seed's fc.py does (U(-0.1, 0.1), zero bias)."""
+    parameters, drawn by default as the source text's fc.py does (U(-0.1, 0.1), zero bias)."""
     return mlp_init(key, sizes, init_scheme, dtype)
 
 
@@ -38,7 +38,7 @@ def predict(params, x):
 
 
 def sse(params, x, t):
-    """The seed's E_d = 1/2 sum (t - y)^2, summed over the batch."""
+    """The source text's E_d = 1/2 sum (t - y)^2, summed over the batch."""
     return 0.5 * ((t - predict(params, x)) ** 2).sum()
 
 
@@ -62,7 +62,7 @@ def _grads(params, acts, t):
 
 def delta_rule_grads(params, x, t):
     """Gradient of E_d by the delta rule: dE/dW^(l) = -a^(l)^T delta^(l+1), dE/db = -sum delta
-    (the seed's update 式9/式10 is W <- W - eta * this)."""
+    (the source text's update 式9/式10 is W <- W - eta * this)."""
     return _grads(params, forward(params, x), t)
 
 

@@ -1,7 +1,7 @@
-"""The feed-forward classifier trainer (the seed's MNIST network and modern MLPs)
+"""The feed-forward classifier trainer (the source text's MNIST network and modern MLPs)
 for jaxdl's one training loop: one epoch is one jitted lax.scan over minibatches
-(batch_size=1 is the seed's one-sample-per-update SGD); evaluation reports the error
-rate (wrong / total, as the seed). Stop-on-rise, checkpoints, resume and replicas
+(batch_size=1 is the source text's one-sample-per-update SGD); evaluation reports the error
+rate (wrong / total, as the source text). Stop-on-rise, checkpoints, resume and replicas
 are the loop's."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from jaxdl.optimizers import optimizers
 
 
 def encode_targets(labels, classes: int, loss: str, on: float = 0.9, off: float = 0.1):
-    """Integer labels -> what the loss compares against: the seed's 0.9/0.1 vectors
+    """Integer labels -> what the loss compares against: the source text's 0.9/0.1 vectors
     for squared error, the labels themselves for cross-entropy."""
     if loss == "half_sse":
         return np.where(np.eye(classes, dtype=bool)[labels], on, off).astype(np.float32)

@@ -2,9 +2,9 @@
 objective E(w) = 1/2 sum_i (y_i - yhat_i)^2 (式2) by
 
   batch gradient descent (式3):  w <- w + eta * sum_i (y_i - yhat_i) x_i
-  stochastic gradient descent :  the same rule one sample at a time (the seed's code).
+  stochastic gradient descent :  the same rule one sample at a time (the source text's code).
 
-x carries a constant 1 feature for the bias (the seed's x_0 = 1 / separate b)."""
+x carries a constant 1 feature for the bias (the source text's x_0 = 1 / separate b)."""
 from __future__ import annotations
 
 import jax
@@ -22,7 +22,7 @@ def predict(params, x):
 
 
 def sgd(params, xs, ys, iterations: int, rate: float):
-    """The seed's LinearUnit.train: per-sample rule, `iterations` passes in order."""
+    """The source text's LinearUnit.train: per-sample rule, `iterations` passes in order."""
     return perceptron.train(params, xs, ys, iterations, rate, perceptron.identity)[0]
 
 

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 
 
 def step(z):
-    """The seed's activation: 1 if z > 0 else 0."""
+    """The source text's activation: 1 if z > 0 else 0."""
     return (z > 0).astype(jnp.result_type(z, jnp.float32))
 
 
@@ -22,7 +22,7 @@ def identity(z):
 
 
 def init(n_inputs: int, dtype=jnp.float32):
-    """Weights and bias at zero, as in the seed: {"w": [n], "b": []}."""
+    """Weights and bias at zero, as in the source text: {"w": [n], "b": []}."""
     return {"w": jnp.zeros((n_inputs,), dtype), "b": jnp.zeros((), dtype)}
 
 
@@ -38,7 +38,7 @@ def rule_update(params, x, t, rate, activation=step):
 
 
 def train(params, xs, ts, iterations: int, rate: float, activation=step):
-    """`iterations` passes over the samples in order (the seed's train()),
+    """`iterations` passes over the samples in order (the source text's train()),
     one update per sample. xs [N, n], ts [N]. Returns (params, per-pass accuracy [iterations])."""
     def one_pass(p, _):
         p, _ = jax.lax.scan(lambda p, xt: (rule_update(p, xt[0], xt[1], rate, activation), None),

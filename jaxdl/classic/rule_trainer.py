@@ -1,5 +1,5 @@
 """The perceptron and the linear unit as trainers of jaxdl's one training loop: an
-epoch is one pass of the seed's rule over the samples in order (the perceptron rule,
+epoch is one pass of the source text's rule over the samples in order (the perceptron rule,
 or the linear unit's per-sample rule), or one batch step of 式3; weights and bias
 start at zero, so every member starts alike."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""IDX files, the MNIST format the seed reads: a big-endian header (magic, one
+"""IDX files, the MNIST format the source text reads: a big-endian header (magic, one
 uint32 per dimension) followed by the bytes. Magic 2051 (0x803) for images
 [N, rows, cols], 2049 (0x801) for labels [N]. Read gzipped or plain, validated
 (magic, dimensions, length) with errors that name the file."""

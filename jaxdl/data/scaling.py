@@ -1,4 +1,4 @@
-"""Scaling as fit -> parameters -> transform / inverse_transform (the seed's
+"""Scaling as fit -> parameters -> transform / inverse_transform (the source text's
 "How to Prepare Data for LSTM"): min-max normalisation and standardisation.
 Columns are features: x [N, F] (a 1-D series is treated as one column)."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Fully connected layers as pure functions: y = x @ W + b (the seed's 式2 with W^T)."""
+"""Fully connected layers as pure functions: y = x @ W + b (the source text's 式2 with W^T)."""
 from __future__ import annotations
 
 import jax
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 def dense_init(key, in_dim: int, out_dim: int, dtype=jnp.float32, init: str = "glorot"):
     """Params {"w": [in, out], "b": [out]}. init: glorot (Keras default) or
-    "uniform_0.1" (the seed's fc.py: U(-0.1, 0.1))."""
+    "uniform_0.1" (the source text's fc.py: U(-0.1, 0.1))."""
     if in_dim < 1 or out_dim < 1:
         raise ValueError(f"Dense sizes must be >= 1, got in={in_dim}, out={out_dim}")
     if init == "glorot":

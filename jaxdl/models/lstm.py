@@ -1,6 +1,6 @@
 """A fused-gate LSTM layer as pure functions, with a hand-written backward pass.
 
-Gates i, f, g, o (no peepholes), as in the seed's LSTM chapters:
+Gates i, f, g, o (no peepholes), as in the source text's LSTM chapters:
 
     z_t = x_t @ Wx + h_{t-1} @ Wh + b                      [B, 4H]
     i, f, o = sigmoid(z_i), sigmoid(z_f), sigmoid(z_o);  g = tanh(z_g)

@@ -1,5 +1,5 @@
 """Multilayer perceptrons as pure functions: sizes [n_in, h1, ..., n_out],
-a hidden activation, and an output activation (sigmoid for the seed's networks,
+a hidden activation, and an output activation (sigmoid for the source text's networks,
 none for logits)."""
 from __future__ import annotations
 

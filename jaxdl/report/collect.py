@@ -111,7 +111,7 @@ def load_run(path) -> Run:
 
 def members(run: Run) -> list[Member]:
     """The run's members: summary.json's "members" where present; in older runs one member
-    per replica from "per_replica" (or one member from "final"). A member's curve is its own
+    per replica from "per_member" (or one member from "final"). A member's curve is its own
     rows of metrics.jsonl; a run that logged only mean rows gives them to member 0 alone (a
     mean is no seed of its own, so it adds no spread to a band)."""
     s = run.summary
@@ -126,8 +126,8 @@ def members(run: Run) -> list[Member]:
     if s.get("members"):
         recs = [(int(m["member"]), int(m.get("replica", 0)), dict(m.get("hparams") or {}), dict(m["final"]))
                 for m in s["members"]]
-    elif s.get("per_replica") and len(next(iter(s["per_replica"].values()))) > 1:
-        per = s["per_replica"]
+    elif s.get("per_member") and len(next(iter(s["per_member"].values()))) > 1:
+        per = s["per_member"]
         n = len(next(iter(per.values())))
         recs = [(r, r, {}, {k: v[r] for k, v in per.items() if len(v) == n}) for r in range(n)]
     else:

@@ -115,13 +115,13 @@ class RunContext:
             self.logger.summary({f"best/{k}": v for k, v in best.items()})
         return summary
 
-    def finish(self, extra: dict, per_replica: dict, higher_is_better: dict[str, bool],
+    def finish(self, extra: dict, per_member: dict, higher_is_better: dict[str, bool],
                final_extra: dict | None = None) -> dict:
         """summary.json with the per-replica values and their mean and std (if any)."""
-        if per_replica:
-            extra = {**extra, "per_replica": per_replica,
-                     "replica_stats": {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
-                                       for k, v in per_replica.items()}}
+        if per_member:
+            extra = {**extra, "per_member": per_member,
+                     "member_stats": {k: {"mean": float(np.mean(v)), "std": float(np.std(v))}
+                                       for k, v in per_member.items()}}
         return self.write_summary(extra, higher_is_better, final_extra)
 
     @property

@@ -76,12 +76,6 @@ def init_distributed(dist: dict, env=None) -> str | None:
     return reason
 
 
-def is_primary() -> bool:
-    """Whether this is process 0, the one that writes the run dir's files."""
-    import jax
-    return jax.process_index() == 0
-
-
 def any_process(flag: bool) -> bool:
     """True on every process when `flag` is true on any (a stop signal that reached one
     host stops all of them at the same epoch)."""

@@ -1,4 +1,4 @@
-"""Sequence to sequence (the seed's fourth problem): an encoder-decoder LSTM that
+"""Sequence to sequence (the source text's fourth problem): an encoder-decoder LSTM that
 reads "12+345" and writes "357", as in Brownlee's book and Flax's seq2seq example.
 
 Characters are one-hot encoded; inputs are padded on the left with spaces to a

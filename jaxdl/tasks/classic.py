@@ -1,4 +1,4 @@
-"""The seed's small datasets: truth tables (chapter 1) and salary by years worked
+"""The source text's small datasets: truth tables (chapter 1) and salary by years worked
 (chapter 2), plus the image tasks of chapter 3 (digits, MNIST), as ArrayTasks. What the
 seed prints after training (weights, the truth table, salary predictions) is each
 task's `after`."""
@@ -15,13 +15,13 @@ from jaxdl.config.fields import setting
 from jaxdl.data import images
 from jaxdl.data.prepared import ArrayTask
 
-# The seed's sample order: [1,1], [0,0], [1,0], [0,1]
+# The source text's sample order: [1,1], [0,0], [1,0], [0,1]
 TRUTH_INPUTS = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], np.float32)
 TRUTH_LABELS = {"and": [1, 0, 0, 0], "or": [1, 0, 1, 1], "xor": [0, 0, 1, 1]}
 
 
 def truth_table(op: str):
-    """-> (x [4, 2], t [4]) in the seed's order."""
+    """-> (x [4, 2], t [4]) in the source text's order."""
     return TRUTH_INPUTS, np.array(TRUTH_LABELS[op], np.float32)
 
 
@@ -83,7 +83,7 @@ def truth_task(cfg: TruthTableConfig, seed: int) -> ArrayTask:
 
 
 def salary(seed: int = 0):
-    """The seed's five people: years worked -> monthly salary: (x [5, 1], y [5])."""
+    """The source text's five people: years worked -> monthly salary: (x [5, 1], y [5])."""
     return (np.array([[5], [3], [8], [1.4], [10.1]], np.float32),
             np.array([5500, 2300, 7600, 1800, 11400], np.float32))
 

@@ -1,11 +1,11 @@
-"""Sequence prediction (the seed's first sequence problem) on a real series: the
+"""Sequence prediction (the source text's first sequence problem) on a real series: the
 next month of airline passengers from the previous `n_in` months.
 
 Pipeline (the toolkit's pieces): first differences -> min-max scaling to [-1, 1]
 fitted on the training part -> lagged supervised windows [samples, n_in, 1] ->
 LSTM -> inverse scaling -> undo the difference. The last `test_size` months are
 held out and forecast one step ahead, the `val_size` months before them are the
-validation split. Baselines, as the seed advises building
+validation split. Baselines, as the source text advises building
 first: persistence (next = last) and an MLP on the same sliding windows.
 Reported in the original units: test/rmse, test/rmse_persistence, test/rmse_mlp.
 """

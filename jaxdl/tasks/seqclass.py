@@ -1,4 +1,4 @@
-"""Sequence classification (the seed's second sequence problem).
+"""Sequence classification (the source text's second sequence problem).
 
 variant=digits : scikit-learn's 8x8 digits, each image read row by row as 8 time
                  steps of 8 features (no download).

@@ -1,4 +1,4 @@
-"""Sequence generation (the seed's third problem): a character-level LSTM trained
+"""Sequence generation (the source text's third problem): a character-level LSTM trained
 statefully with TBPTT on a text, reporting bits per character on held-out text,
 and "dreaming" new text by sampling at a chosen temperature.
 

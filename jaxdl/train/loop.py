@@ -44,7 +44,7 @@ class Trainer(NamedTuple):
     epoch_inputs(epoch) -> inputs          what every member reads in that epoch (data, keys);
                                            host side, so a reshuffle may use numpy
     splits: {"val": split, "test": split}  evaluated every `eval_every` epochs and at the end
-    steps_per_epoch: updates per epoch of one member
+    updates_per_epoch: updates per epoch of one member
     announce(epoch, row) -> str | None     a line to print after an evaluation (optional)
     data_axes: the data-parallel axis of the epoch inputs and of every split (the B axis of a
                TBPTT batch [N, T, B, ...]): an int for every leaf, or a pytree prefix of
@@ -56,7 +56,7 @@ class Trainer(NamedTuple):
     evaluate: Callable
     epoch_inputs: Callable
     splits: dict
-    steps_per_epoch: int
+    updates_per_epoch: int
     announce: Callable | None = None
     data_axes: Any = None
     train_chunk: Callable | None = None
@@ -65,9 +65,9 @@ class Trainer(NamedTuple):
 
 # train_chunk(state, inputs, start, count) -> (state, {"losses": [S], "parts": pytree of [S, ...]})
 #     updates start .. start+count-1 of the epoch (both traced: one compile for every chunk;
-#     start + count <= S = steps_per_epoch); outputs per update of the epoch, set at
+#     start + count <= S = updates_per_epoch); outputs per update of the epoch, set at
 #     [start, start+count); running [0, c1), [c1, c2), ... trains what train_epoch trains
-# epoch_metrics(parts [steps_per_epoch, ...]) -> {name: scalar}: the epoch's train metrics
+# epoch_metrics(parts [updates_per_epoch, ...]) -> {name: scalar}: the epoch's train metrics
 # Trainers without them (workflow fits, classifier, perceptron) train whole epochs per call.
 
 
@@ -109,7 +109,7 @@ class LoopResult(NamedTuple):
     epochs_run: int
     stopped_early_at: int | None
     wall_time_s: float
-    steps_per_s: float | None   # member-updates per second over the timed epochs
+    updates_per_s: float | None   # member-updates per second over the timed epochs
     epoch_time_s: float | None  # mean seconds per timed epoch
 
 
@@ -213,14 +213,14 @@ class _Chunks:
 
     def __init__(self, trainer: Trainer, vm, jit_epoch, chunking: Chunking):
         self.trainer, self.chunking = trainer, chunking
-        total = trainer.steps_per_epoch
+        total = trainer.updates_per_epoch
         self.size = (balanced_size(total, chunking.updates) if chunking.updates
                      else None if chunking.seconds else total)
         self.fn = _Checked(jit_epoch(vm(trainer.train_chunk, (0, None, None, None))))
 
     def next(self, state, inputs, pos: int):
         """(state, out, count) of the chunk that starts at update `pos` of the epoch."""
-        S = self.trainer.steps_per_epoch
+        S = self.trainer.updates_per_epoch
         if self.size is None and pos + 2 <= S:
             state, first = self.fn(state, inputs, np.int32(pos), np.int32(1))     # compiles
             wait_ready(state)
@@ -284,7 +284,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
         state = init_members(trainer, seed, members or 1, hparams, replica_of)
     vm = (lambda f, axes: jax.vmap(f, in_axes=axes)) if members is not None else (lambda f, axes: f)
     jit_epoch, jit_eval = (jax.jit, jax.jit) if placement is None else (placement.jit_epoch, placement.jit_eval)
-    S = trainer.steps_per_epoch
+    S = trainer.updates_per_epoch
     chunked = trainer.train_chunk is not None and hasattr(run, "save_mid")
     step_axis = 1 if members is not None else 0
     evaluate = jit_eval(vm(trainer.evaluate, (0, None)))

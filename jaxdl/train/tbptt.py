@@ -1,6 +1,6 @@
 """Truncated backpropagation through time, TBPTT(k1, k2), as one jitted scan.
 
-Notation of the seed (Sutskever 2013; Williams & Peng 1990): every k1 time steps,
+Notation of the source text (Sutskever 2013; Williams & Peng 1990): every k1 time steps,
 run BPTT over the last k2 steps.
 
 k1 <= k2: update u covers the new steps [u*k1, (u+1)*k1); its backward window is

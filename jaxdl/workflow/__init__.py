@@ -1,4 +1,4 @@
-"""The seed's Keras workflow as pure functions: define (Sequential of layers),
+"""The source text's Keras workflow as pure functions: define (Sequential of layers),
 compile (optimizer, loss, metrics), fit, evaluate, predict, predict_classes, with
 stateful recurrent layers (LSTM, GRU, SimpleRNN) whose state is passed in and returned."""
 from jaxdl.workflow.layers import GRU, LSTM, Activation, Dense, Recurrent, RepeatVector, SimpleRNN

@@ -171,7 +171,7 @@ class Compiled:
         return self.reset_states(TrainState(params, self.optimizer.init(params), None))
 
     def reset_states(self, ts: TrainState) -> TrainState:
-        """Zero every recurrent layer's state (the seed's model.reset_states())."""
+        """Zero every recurrent layer's state (the source text's model.reset_states())."""
         b = self.model.batch_input_shape[0] if self.model.stateful else 1
         return ts._replace(state=self.model.initial_state(ts.params, b))
 
