@@ -35,7 +35,7 @@ def train_point(k2: int, remat: str, hidden: int, streams: int, updates: int, la
 
     from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
     from jaxdl.objectives import softmax_xent
-    from jaxdl.train.tbptt import Batch, make_tbptt
+    from jaxdl.train.tbptt import Batch, make_schedule, make_tbptt
 
     V = 4
     T = updates * k2
@@ -51,7 +51,7 @@ def train_point(k2: int, remat: str, hidden: int, streams: int, updates: int, la
     r = None if remat == "none" else remat
     cd = None if dtype == "float32" else dtype
     apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, compute_dtype=cd, remat=r)
-    eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, T, k2, k2, reset="never")
+    eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, make_schedule(T, k2, k2), reset="never")
     params = rnn_init(jax.random.PRNGKey(0), V, hidden, V)
     opt_state = opt.init(params)
     state = eng.fresh_state(params, batch)

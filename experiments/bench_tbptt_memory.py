@@ -26,13 +26,13 @@ def train_stream(n: int, chunk: int, k1: int, k2: int, hidden: int, streams: int
 
     from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
     from jaxdl.objectives import softmax_xent
-    from jaxdl.train.tbptt import Batch, make_tbptt
+    from jaxdl.train.tbptt import Batch, make_schedule, make_tbptt
 
     V = 4
     opt = optax.adam(3e-3)
     chunk = min(chunk, n)
     eng = make_tbptt(lambda p, x, c, m: rnn_apply(p, x, c, m), softmax_xent, opt, rnn_carry,
-                     chunk, k1, k2, reset="never")
+                     make_schedule(chunk, k1, k2), reset="never")
     params = rnn_init(jax.random.PRNGKey(0), V, hidden, V)
     opt_state = opt.init(params)
     rng = np.random.default_rng(0)

@@ -141,14 +141,14 @@ def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
     from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
     from jaxdl.objectives import softmax_xent
     from jaxdl.optimizers import make_optimizer
-    from jaxdl.train.tbptt import Batch, make_tbptt
+    from jaxdl.train.tbptt import Batch, make_schedule, make_tbptt
 
     cfg, (xs, ys, ws), (xt, yt, wt), V, source = load(workload, seed, text_chars, smoke)
     T, B = xs.shape
     opt = make_optimizer("adam", cfg["lr"])
     kw = {"compute_dtype": dtype, "remat": remat}
     apply_fn = lambda p, x, c, m: rnn_apply(p, jax.nn.one_hot(x, V), c, m, **kw)
-    eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, T, cfg["k1"], cfg["k2"], reset="epoch")
+    eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, make_schedule(T, cfg["k1"], cfg["k2"]), reset="epoch")
     ones = np.ones((T, B), np.float32)
     batches = Batch(jnp.asarray(xs)[None], jnp.asarray(ys)[None], jnp.asarray(ones)[None], jnp.asarray(ws)[None])
     first = jax.tree.map(lambda a: a[0], batches)

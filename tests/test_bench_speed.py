@@ -83,7 +83,7 @@ def test_workload_torch_peer_trains_what_the_engine_trains(experiments):
     import optax
     from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
     from jaxdl.objectives import softmax_xent
-    from jaxdl.train.tbptt import Batch, make_tbptt
+    from jaxdl.train.tbptt import Batch, make_schedule, make_tbptt
 
     cfg = {**bench.WORKLOADS["echo"], **bench.SMOKE["echo"]}
     (xs, ys, ws), _, V = bench.echo_data(0, **cfg)
@@ -91,7 +91,7 @@ def test_workload_torch_peer_trains_what_the_engine_trains(experiments):
     params = rnn_init(jax.random.PRNGKey(0), V, cfg["hidden"], V)
     opt = optax.adam(cfg["lr"])
     eng = make_tbptt(lambda p, x, c, m: rnn_apply(p, jax.nn.one_hot(x, V), c, m), softmax_xent, opt,
-                     rnn_carry, T, cfg["k1"], cfg["k2"], reset="epoch")
+                     rnn_carry, make_schedule(T, cfg["k1"], cfg["k2"]), reset="epoch")
     batches = Batch(jnp.asarray(xs)[None], jnp.asarray(ys)[None], jnp.ones((1, T, B)), jnp.asarray(ws)[None])
     state = eng.fresh_state(params, jax.tree.map(lambda a: a[0], batches))
     _, _, _, out = jax.jit(eng.run_epoch)(params, opt.init(params), state, batches)

@@ -142,13 +142,13 @@ def test_echo_learns_exactly_with_bf16_through_the_tbptt_engine():
     accuracy 1.0 as float32 does; parameters and optimizer state stay float32."""
     from jaxdl.objectives import softmax_xent
     from jaxdl.tasks.synthetic import EchoConfig, echo
-    from jaxdl.train.tbptt import make_tbptt, summarize
+    from jaxdl.train.tbptt import make_schedule, make_tbptt, summarize
 
     task = echo(EchoConfig(lag=4, vocab=4, length=400, streams=16, test_length=400, val_length=0), 0)
     opt = optax.adam(1e-2)
     N, Tn, Bn = task.train.mask.shape
     apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, compute_dtype="bfloat16")
-    eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, Tn, 5, 10, reset="epoch")
+    eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, make_schedule(Tn, 5, 10), reset="epoch")
     params = rnn_init(jax.random.PRNGKey(0), 4, 32, 4)
     opt_state = opt.init(params)
     train = jax.tree.map(jnp.asarray, task.train)

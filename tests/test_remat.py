@@ -10,7 +10,7 @@ from jaxdl.models.lstm import lstm_init, lstm_scan
 from jaxdl.models.remat import segment_length
 from jaxdl.models.rnn import rnn_apply, rnn_apply_last, rnn_carry, rnn_init
 from jaxdl.objectives import softmax_xent
-from jaxdl.train.tbptt import Batch, make_tbptt
+from jaxdl.train.tbptt import Batch, make_schedule, make_tbptt
 
 
 def _model(dtype=jnp.float64):
@@ -80,7 +80,8 @@ def test_remat_through_the_tbptt_engine_every_update_identical(x64, k1, k2):
 
     def train(remat):
         apply_fn = lambda p, x, c, m: rnn_apply(p, x, c, m, remat=remat)
-        eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, T, k1, k2, reset="epoch", collect_grads=True)
+        eng = make_tbptt(apply_fn, softmax_xent, opt, rnn_carry, make_schedule(T, k1, k2), reset="epoch",
+                         collect_grads=True)
         params = rnn_init(jax.random.PRNGKey(0), V, 5, V, dtype=jnp.float64)
         state = eng.fresh_state(params, jax.tree.map(lambda a: a[0], batches))
         p, _, s, out = jax.jit(eng.run_epoch)(params, opt.init(params), state, batches)

@@ -14,7 +14,7 @@ import pytest
 
 from jaxdl.models.cell import cell_of
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
-from jaxdl.train.tbptt import Batch, loss_steps, make_tbptt, summarize
+from jaxdl.train.tbptt import Batch, loss_steps, make_schedule, make_tbptt, summarize
 
 N_STEPS, B, D, H, O = 23, 2, 3, 4, 2
 
@@ -68,7 +68,7 @@ def _stream(cell="lstm"):
 def _engine_grads(params, xs, ys, k1, k2, carry0):
     T = xs.shape[0]
     eng = make_tbptt(lambda p, x, c, m: rnn_apply(p, x, c, m), _mse, optax.set_to_zero(),
-                     rnn_carry, T, k1, k2, reset="never", collect_grads=True)
+                     rnn_carry, make_schedule(T, k1, k2), reset="never", collect_grads=True)
     ones = jnp.ones((T, B), xs.dtype)
     batch = Batch(xs, ys, ones, ones)
     carry, tail = eng.fresh_state(params, batch)
@@ -121,7 +121,7 @@ def test_each_step_counted_once(k1, k2):
     ones = jnp.ones((n, B))
     batch = Batch(xs, xs, ones, ones)
     eng = make_tbptt(lambda p, x, c, m: (x[..., 0], c), lambda pr, y: {"loss": pr},
-                     optax.sgd(0.0), lambda p, b: jnp.zeros(()), n, k1, k2)
+                     optax.sgd(0.0), lambda p, b: jnp.zeros(()), make_schedule(n, k1, k2))
     state = eng.fresh_state({}, batch)
     _, _, _, out = eng.run_epoch({}, optax.sgd(0.0).init({}), state, jax.tree.map(lambda a: a[None], batch))
     assert float(out["weight"].sum()) == n * B
@@ -140,8 +140,8 @@ def test_stream_in_batches_is_exact_across_boundaries(x64):
     ones = jnp.ones((20, B))
     one = Batch(xs, ys, ones, ones)
     opt = optax.sgd(0.1)
-    mk = lambda T: make_tbptt(lambda p, x, c, m: rnn_apply(p, x, c, m), _mse, opt, rnn_carry, T, k1, k2,
-                              reset="epoch", collect_grads=True)
+    mk = lambda T: make_tbptt(lambda p, x, c, m: rnn_apply(p, x, c, m), _mse, opt, rnn_carry,
+                              make_schedule(T, k1, k2), reset="epoch", collect_grads=True)
     e1, e2 = mk(20), mk(10)
     p1, _, _, o1 = e1.run_epoch(params, opt.init(params), e1.fresh_state(params, one),
                                 jax.tree.map(lambda a: a[None], one))

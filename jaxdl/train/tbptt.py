@@ -39,6 +39,7 @@ class Schedule(NamedTuple):
     updates: int   # U = ceil(T / k1)
     lead: int      # steps before the first new step in the first window: max(k2 - k1, 0)
     window: int    # steps scanned per update: max(k1, k2)
+    T: int         # steps per batch
 
 
 def make_schedule(T: int, k1: int, k2: int) -> Schedule:
@@ -46,7 +47,7 @@ def make_schedule(T: int, k1: int, k2: int) -> Schedule:
         raise ValueError(f"TBPTT needs k1 >= 1 and k2 >= 1, got k1={k1}, k2={k2}")
     if T < 1:
         raise ValueError(f"a batch needs at least one time step, got T={T}")
-    return Schedule(k1, k2, -(-T // k1), max(k2 - k1, 0), max(k1, k2))
+    return Schedule(k1, k2, -(-T // k1), max(k2 - k1, 0), max(k1, k2), T)
 
 
 def loss_steps(T: int, k1: int, k2: int) -> list[range]:
@@ -105,9 +106,10 @@ class TBPTT(NamedTuple):
 
 
 def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.GradientTransformation,
-               init_carry: Callable, T: int, k1: int, k2: int, reset: str = "epoch",
+               init_carry: Callable, schedule: Schedule, reset: str = "epoch",
                collect_grads: bool = False) -> TBPTT:
-    """Build the TBPTT update functions.
+    """Build the TBPTT update functions for batches of T steps, schedule =
+    make_schedule(T, k1, k2).
 
     apply_fn(params, x [t, B, ...], carry, mask [t, B]) -> (preds [t, B, ...], carry)
     metrics_fn(preds, y) -> {"loss": [t, B], other metrics...}
@@ -132,7 +134,8 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
     """
     if reset not in RESET_POLICIES:
         raise ValueError(f"unknown reset policy {reset!r}; use one of {RESET_POLICIES}")
-    sch = make_schedule(T, k1, k2)
+    sch = schedule
+    T, k1, k2 = schedule.T, schedule.k1, schedule.k2
     grad_fn = jax.value_and_grad(
         lambda p, c, w: window_loss(apply_fn, metrics_fn, k1, k2, p, c, w), has_aux=True)
 

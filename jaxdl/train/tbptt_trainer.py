@@ -17,7 +17,7 @@ from jaxdl.objectives import get_objective
 from jaxdl.optimizers import optimizers
 from jaxdl.run.budget import check_window
 from jaxdl.train.loop import Trainer
-from jaxdl.train.tbptt import make_tbptt, summarize
+from jaxdl.train.tbptt import make_schedule, make_tbptt, summarize
 
 
 def stream_apply(task: SeqTask, model: RecurrentConfig):
@@ -86,7 +86,7 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
     apply_fn = stream_apply(task, model)
     N, T, B = task.train.mask.shape
     check_window(tbptt.k1, tbptt.k2, N, T)
-    eng = make_tbptt(apply_fn, objective, opt, rnn_carry, T, tbptt.k1, tbptt.k2, reset=reset)
+    eng = make_tbptt(apply_fn, objective, opt, rnn_carry, make_schedule(T, tbptt.k1, tbptt.k2), reset=reset)
     first = jax.tree.map(lambda a: jnp.asarray(a[0]), task.train)
     train_static = jax.tree.map(jnp.asarray, task.train)
 
