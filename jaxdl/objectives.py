@@ -1,6 +1,12 @@
-"""Per-step losses and metrics. Each returns a dict of arrays shaped like the
-targets' leading axes ([T, B] for sequences, [B] for feed-forward batches); the
-trainers take weighted means. "loss" is the quantity that is differentiated."""
+"""Every loss of jaxdl, in one module.
+
+OBJECTIVES (task.loss, model.loss): per-step losses and metrics on logits or outputs. Each
+returns a dict of arrays shaped like the targets' leading axes ([T, B] for sequences, [B]
+for feed-forward batches); the trainers take weighted means. "loss" is the quantity that
+is differentiated.
+
+KERAS_LOSSES (the Keras-style compile(loss=...), jaxdl.workflow): Keras' names, on the
+model's outputs (probabilities after softmax/sigmoid), one value per sample [B]."""
 from __future__ import annotations
 
 import jax.numpy as jnp
@@ -39,6 +45,33 @@ def binary_xent(logits, targets):
 HIGHER_IS_BETTER = frozenset({"accuracy", "exact_match", "char_accuracy", "r2"})
 
 OBJECTIVES = {"xent": softmax_xent, "mse": mse, "half_sse": half_sse, "binary_xent": binary_xent}
+
+
+EPS = 1e-7      # the Keras losses clip probabilities to [EPS, 1 - EPS] before the log
+
+
+def keras_mse(p, y):
+    return ((p - y) ** 2).reshape(p.shape[0], -1).mean(-1)
+
+
+def _keras_bce(p, y):
+    p = jnp.clip(p, EPS, 1 - EPS)
+    return -(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)).reshape(p.shape[0], -1).mean(-1)
+
+
+def _keras_cce(p, y):
+    p = jnp.clip(p, EPS, 1.0)
+    return -(y * jnp.log(p)).sum(-1).reshape(p.shape[0], -1).mean(-1)
+
+
+def _keras_scce(p, y):
+    p = jnp.clip(p, EPS, 1.0)
+    ll = jnp.take_along_axis(jnp.log(p), y[..., None].astype(jnp.int32), -1)[..., 0]
+    return -ll.reshape(p.shape[0], -1).mean(-1)
+
+
+KERAS_LOSSES = {"mse": keras_mse, "mean_squared_error": keras_mse, "binary_crossentropy": _keras_bce,
+                "categorical_crossentropy": _keras_cce, "sparse_categorical_crossentropy": _keras_scce}
 
 
 def get_objective(name: str):

@@ -196,6 +196,12 @@ def test_a_pbt_run_records_lineage_and_its_values_change_the_training(tmp_path):
     pts = best_so_far(rows, "val/accuracy", True, prog)
     assert pts[-1][1] == max(r["val/accuracy"] for r in rows if "member" in r and "val/accuracy" in r)
     assert all(b[1] >= a[1] and b[0] >= a[0] for a, b in zip(pts, pts[1:]))
+    # ./launch.sh report on the run dir shows the same figures under the schedule's heading
+    from jaxdl.report import make_report
+    md, _ = make_report([d], tmp_path / "rep")
+    text = md.read_text()
+    assert "## pbt:" in text and "lineage" in text and "best_vs_wall" in text
+    assert (tmp_path / "rep" / "report_search0" / "lineage.png").stat().st_size > 1000
 
 
 def _launch(args):

@@ -164,3 +164,15 @@ def test_chance_report_follows_the_tasks_direction():
            "chance_text": "chance = 0.250", "higher_is_better": True}
     assert "NOT clearly above chance" in chance_report(acc)
     assert "clearly above chance, ratio 4.00" in chance_report({**acc, "final": {"test/accuracy": 1.0}})
+
+
+def test_textgen_input_errors_name_the_file_and_the_setting(tmp_path):
+    from jaxdl.tasks.text import TextgenConfig, textgen
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(bytes([0xD0, 0xFF, 0x00, 0x81]) * 50)
+    with pytest.raises(ValueError, match=rf"^task\.path={binary}: not UTF-8 text .*at byte 0"):
+        textgen(TextgenConfig(path=str(binary)), 0)
+    short = tmp_path / "short.txt"
+    short.write_text("a few characters only, " * 2)
+    with pytest.raises(ValueError, match=rf"task\.path={short}, its train part .*too few for task\.streams=32"):
+        textgen(TextgenConfig(path=str(short)), 0)

@@ -39,5 +39,21 @@ def make_report(paths, out=None, metric: str | None = None, command: str | None 
             stale = Path(f"{stem}_{name}.png")
             if stale.exists():
                 stale.unlink()
-    md.write_text(markdown.render(report, {k: v for k, v in figs.items() if v}, md.parent, command) + "\n")
+    text = markdown.render(report, {k: v for k, v in figs.items() if v}, md.parent, command)
+    md.write_text(text + search_section(report, md.parent, stem) + "\n")
     return md, report
+
+
+def search_section(report: Report, out_dir: Path, stem: Path) -> str:
+    """For every halving or PBT run among the report's runs (summary.json has "search"): its
+    members' curves with where they stopped or copied, the lineage's optimizer values (PBT)
+    and best val against wall time (jaxdl.search.report), under a heading of its own."""
+    from jaxdl.search.report import figures as search_figures
+    runs = sorted({m.run for c in report.configs for m in c.members if "search" in m.summary})
+    text = []
+    for i, run in enumerate(runs):
+        figs = search_figures(run, Path(f"{stem}_search{i}"))
+        sched = next(m.summary["search"]["schedule"] for c in report.configs for m in c.members if m.run == run)
+        text += ["", f"## {sched}: {os.path.relpath(run, out_dir)}", ""]
+        text += [f"![{p.stem}]({os.path.relpath(p, out_dir)})" for p in figs]
+    return "\n".join(text)

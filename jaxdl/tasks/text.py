@@ -34,7 +34,11 @@ def read_text(source: str, path: str, data_dir: str) -> str:
                 f"text file not found: looked at {looked}. Get it either way: (1) task.source=tfds, which downloads "
                 "tiny_shakespeare through tensorflow-datasets (needs a network once); (2) save tiny-shakespeare's "
                 f"input.txt (or any UTF-8 text) as {p}, or set task.path=FILE")
-        return p.read_text(encoding="utf-8")
+        try:
+            return p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"task.path={p}: not UTF-8 text ({e.reason} at byte {e.start}); "
+                             "give a UTF-8 text file as task.path") from None
     if source == "tfds":
         try:
             import tensorflow_datasets as tfds
@@ -48,10 +52,14 @@ def read_text(source: str, path: str, data_dir: str) -> str:
     raise ValueError(f"task.source must be file or tfds, got {source!r}")
 
 
-def _streams(ids: np.ndarray, B: int) -> Batch:
+def _streams(ids: np.ndarray, B: int, part: str = "the text") -> Batch:
+    """Characters -> B contiguous streams, time-major [1, T, B] (x = ids, y = the next id).
+    `part` names the split for the error message."""
     T = (len(ids) - 1) // B
     if T < 2:
-        raise ValueError(f"{len(ids)} characters are too few for {B} streams")
+        raise ValueError(f"{part}: {len(ids)} characters are too few for task.streams={B} (each stream needs at "
+                         f"least 2 steps, so at least {2 * B + 1} characters); lower task.streams, or give a "
+                         "longer text (task.path, task.max_chars)")
     x = ids[: T * B].reshape(B, T).T                 # [T, B]
     y = ids[1: T * B + 1].reshape(B, T).T
     ones = np.ones((T, B), np.float32)
@@ -111,12 +119,15 @@ def textgen(cfg: TextgenConfig, seed: int, data_dir: str = "") -> SeqTask:
         print(f"[jaxdl] dreamed at temperature {temperature} (sample.txt):\n{text}\n")
         return {}
 
-    return SeqTask("textgen", _streams(train, streams), _streams(test, streams), len(vocab), len(vocab),
+    where = f"task.path={path or 'tinyshakespeare/input.txt'}"
+    parts = {name: _streams(a, streams, f"{where}, its {name} part ({len(ids)} characters in all)")
+             for name, a in (("train", train), ("test", test), ("val", val)) if name != "val" or n_val}
+    return SeqTask("textgen", parts["train"], parts["test"], len(vocab), len(vocab),
                    "xent", "test/bpc", unigram_bpc,
                    f"a unigram model of the training characters gives {unigram_bpc:.3f} bits/char "
                    f"(uniform over {len(vocab)}: {math.log2(len(vocab)):.3f})",
                    higher_is_better=False, token_inputs=True, vocab=vocab,
-                   val=_streams(val, streams) if n_val else None, after=after)
+                   val=parts.get("val"), after=after)
 
 
 def sample(params, vocab, prime: str, n: int, temperature: float, key) -> str:

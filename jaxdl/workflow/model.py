@@ -24,41 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxdl.objectives import KERAS_LOSSES as LOSSES
+from jaxdl.objectives import keras_mse as _mse
 from jaxdl.optimizers import make_optimizer
 from jaxdl.workflow.layers import Recurrent, RepeatVector
 
-EPS = 1e-7
 
 
 class TrainState(NamedTuple):
     params: Any
     opt_state: Any
     state: Any          # per-layer recurrent state (stateful models), else None entries
-
-
-# -- losses on the model's outputs (probabilities after softmax/sigmoid), Keras-style --
-def _mse(p, y):
-    return ((p - y) ** 2).reshape(p.shape[0], -1).mean(-1)
-
-
-def _bce(p, y):
-    p = jnp.clip(p, EPS, 1 - EPS)
-    return -(y * jnp.log(p) + (1 - y) * jnp.log(1 - p)).reshape(p.shape[0], -1).mean(-1)
-
-
-def _cce(p, y):
-    p = jnp.clip(p, EPS, 1.0)
-    return -(y * jnp.log(p)).sum(-1).reshape(p.shape[0], -1).mean(-1)
-
-
-def _scce(p, y):
-    p = jnp.clip(p, EPS, 1.0)
-    ll = jnp.take_along_axis(jnp.log(p), y[..., None].astype(jnp.int32), -1)[..., 0]
-    return -ll.reshape(p.shape[0], -1).mean(-1)
-
-
-LOSSES = {"mse": _mse, "mean_squared_error": _mse, "binary_crossentropy": _bce,
-          "categorical_crossentropy": _cce, "sparse_categorical_crossentropy": _scce}
 
 
 def _accuracy(loss_name):
