@@ -7,6 +7,7 @@ import jax
 import numpy as np
 
 from jaxdl.config.schema import Config
+from jaxdl.run import budget
 from jaxdl.run.context import RunContext
 from jaxdl.run.mesh import placement_for
 from jaxdl.objectives import HIGHER_IS_BETTER
@@ -89,6 +90,9 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     records: what summary.json records besides the results (the effective config, the
     provenance)."""
     entry = TASKS[config.task.name]
+    if hasattr(config.task, "data_bytes"):      # refused before the arrays exist if they cannot fit
+        budget.check_data(config.task.data_bytes(), "lower task.streams (or task.batch / task.train_size) or "
+                          "task.length / task.test_length / task.val_length")
     task = build(entry, config.task, config.seed, config.data_dir, config.model, config.optim, config.train)
     trainer, facts = make_trainer(task, config)
     tr = config.train

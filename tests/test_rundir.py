@@ -251,6 +251,17 @@ def test_a_stop_in_mid_epoch_resumes_bit_identical(tmp_path):
 
 # ---------------------------------------------------------------- sizes before compute
 
+def test_task_data_that_cannot_fit_is_refused_before_it_is_built(tmp_path):
+    """task.streams=10**7 would build terabytes of one-hot streams: refused by the task
+    config's own estimate before any array exists, naming the keys; no run dir files."""
+    from jaxdl.run.budget import DoesNotFit
+    t0 = time.perf_counter()
+    with pytest.raises(DoesNotFit, match=r"the task's arrays .*lower task\.streams"):
+        run_inprocess(tmp_path, ["task.streams=10000000", "train.progress=false", "logger.mode=disabled"])
+    assert time.perf_counter() - t0 < 60
+    assert not (tmp_path / "t" / "metrics.jsonl").exists()
+
+
 def test_sizes_that_cannot_fit_are_refused_before_compute(tmp_path):
     r = _launch(QUIET + ["model.hidden=200000", f"hydra.run.dir={tmp_path / 'big'}"], timeout=300)
     assert r.returncode == 1, r.stderr[-3000:]

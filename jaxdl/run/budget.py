@@ -10,6 +10,7 @@ the backward pass; its arguments, the state and the epoch's inputs, exist alread
 is compiled). Each is compared with the device's free memory: `memory_stats()` limit less
 use on a GPU/TPU, the machine's available memory (MemAvailable) on the CPU.
 
+    check_data(task_bytes, hint)          # before a task builds its arrays: raises DoesNotFit
     check_state(shapes, hint)             # before init: raises DoesNotFit
     compiled = check_program(lowered, hint)
 
@@ -79,6 +80,17 @@ def check_state(shapes, hint: str = HINT, limit: int | None = None) -> int:
     if limit is not None:
         _refuse({"parameters and optimizer state": n}, limit, what, hint)
     return n
+
+
+def check_data(n: int, hint: str, limit: int | None = None) -> int:
+    """Refuse, before a task builds its arrays, data of an estimated `n` bytes (the
+    task config's data_bytes()) larger than the device's memory; returns n."""
+    what = "the given limit"
+    if limit is None:
+        limit, what = device_memory()
+    if limit is not None:
+        _refuse({"the task's arrays": int(n)}, limit, what, hint)
+    return int(n)
 
 
 def check_program(lowered, hint: str = HINT, limit: int | None = None):

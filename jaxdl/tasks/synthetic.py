@@ -36,6 +36,11 @@ class EchoConfig:
     test_length: int = setting(2000, ge=1)
     val_length: int = setting(1000, ge=0, doc="0: no val split")
 
+    def data_bytes(self) -> int:
+        """The arrays echo builds (one-hot x, y, mask, weight; twice: built, then on the
+        device), for the size check before they exist."""
+        return 2 * self.streams * (self.length + self.test_length + self.val_length) * (4 * self.vocab + 12)
+
 
 def echo(cfg: EchoConfig, seed: int) -> SeqTask:
     """One-hot symbols x [T, B, V]; integer targets y [T, B]; steps t < lag carry no loss.
@@ -68,6 +73,10 @@ class AddingConfig:
     test_size: int = setting(1024, ge=1)
     batch: int = setting(64, ge=1, doc="sequences per batch (the streams)")
     val_size: int = setting(512, ge=0, doc="0: no val split")
+
+    def data_bytes(self) -> int:
+        """x (2 values), y, mask, weight per step of every sequence, twice (built, on the device)."""
+        return 2 * (self.train_size + self.test_size + self.val_size) * self.length * 20
 
 
 def adding(cfg: AddingConfig, seed: int) -> SeqTask:
@@ -110,6 +119,10 @@ class SineConfig:
     noise: float = setting(0.05, ge=0)
     test_length: int = setting(1000, ge=1)
     val_length: int = setting(1000, ge=0, doc="0: no val split")
+
+    def data_bytes(self) -> int:
+        """x, y, mask, weight per step of every stream, twice (built, on the device)."""
+        return 2 * self.streams * (self.length + self.test_length + self.val_length) * 16
 
 
 def sine(cfg: SineConfig, seed: int) -> SeqTask:
