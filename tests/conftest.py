@@ -8,6 +8,17 @@ ROOT = Path(__file__).resolve().parents[1]
 # The config's data_dir is $JAXDL_DATA, else data/ in the repo; the tests (and the Hydra runs they
 # start in subprocesses) read the shared data beside the repo unless JAXDL_DATA says otherwise.
 os.environ.setdefault("JAXDL_DATA", str(ROOT.parent / "shared" / "data"))
+# Many tests (and the runs they start in subprocesses) compile the same small programs: JAX's
+# persistent compilation cache, one per test session and shared by the xdist workers and the
+# subprocesses (they inherit the variables), compiles each once. It changes no result.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", f"solo-{os.getpid()}")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = str(Path(tempfile.gettempdir()) / f"jaxdl-test-cache-{run_id}")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.3")
+jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                  float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
 
 
 @pytest.fixture

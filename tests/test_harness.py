@@ -159,7 +159,8 @@ def test_diverging_run_stops_naming_epoch_and_step_and_keeps_checkpoints(tmp_pat
     run_inprocess(tmp_path, base + ["optim.lr=0.1", "train.epochs=2"], "r")
     before = sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir())
     with pytest.raises(TrainingDiverged, match=r"epoch 3, step \d+.*checkpoint \(epoch 2\) is intact"):
-        run_inprocess(tmp_path, base + ["optim.lr=1e38", "train.epochs=4"], "r")   # resumes, then blows up
+        # a deliberate change of settings (train.resume=amend): resumes, then blows up
+        run_inprocess(tmp_path, base + ["optim.lr=1e38", "train.epochs=4", "train.resume=amend"], "r")
     assert sorted(p.name for p in (tmp_path / "r" / "checkpoints").iterdir()) == before
 
 
@@ -168,7 +169,12 @@ def test_rerun_with_another_model_in_a_run_dir_is_refused_and_keeps_its_checkpoi
     run_inprocess(tmp_path, base, "r")
     ck = tmp_path / "r" / "checkpoints"
     before = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
+    other = [o for o in base if not o.startswith("model.hidden")] + ["model.hidden=24"]
+    from jaxdl.run.launches import LaunchRefused
+    with pytest.raises(LaunchRefused, match=r"(?s)model\.hidden: 16 there, 24 now.*hydra\.run\.dir=<a new dir>"):
+        run_inprocess(tmp_path, other, "r")
+    # even when the change is asked for (amend), checkpoints of another shape cannot be resumed
     with pytest.raises(ValueError, match=r"another model or optimizer.*new hydra.run.dir"):
-        run_inprocess(tmp_path, [o for o in base if not o.startswith("model.hidden")] + ["model.hidden=24"], "r")
+        run_inprocess(tmp_path, other + ["train.resume=amend"], "r")
     after = {p.relative_to(ck): p.read_bytes() for p in ck.rglob("*") if p.is_file()}
     assert after == before
