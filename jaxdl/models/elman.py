@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.cell import Cell
-from jaxdl.models.lstm import compute_dtype_of, matmul
+from jaxdl.models.lstm import matmul
 from jaxdl.models.remat import remat_scan, segment_length
-from jaxdl.models.scan_args import check_scan_args
+from jaxdl.models.scan_args import check_scan_args, one_state_reference
 
 
 class ElmanParams(NamedTuple):
@@ -58,21 +58,8 @@ def elman_step(params: ElmanParams, carry, x, rec=jnp.matmul):
     return _step(params, carry, x, rec, None)
 
 
-def elman_scan_reference(params: ElmanParams, xs, carry, mask=None, compute_dtype=None):
-    """The same recurrence as a plain lax.scan of the step, differentiated by autodiff.
-
-    xs [T, B, D], carry (h0 [B, H],), mask [T, B] or None -> (hs [T, B, H], (hT,))."""
-    cd = compute_dtype_of(compute_dtype)
-    rec = lambda h, w: matmul(h, w, cd)
-
-    def body(c, inp):
-        x, m = inp
-        c2 = _step(params, c, x, rec, cd)
-        if m is not None:
-            c2 = (jnp.where(m[:, None].astype(bool), c2[0], c[0]),)
-        return c2, c2[0]
-    carry, hs = jax.lax.scan(body, carry, (xs, mask))
-    return hs, carry
+# the plain lax.scan of the step, differentiated by autodiff: the oracle of the tests
+elman_scan_reference = one_state_reference(_step)
 
 
 def _forward(params, xs, h0, mask, hoist, cd):

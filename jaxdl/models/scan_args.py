@@ -1,7 +1,11 @@
-"""Argument checks shared by the scans of the one-state cells (GRU, Elman)."""
+"""What the one-state cells (GRU, Elman) share: their scans' argument checks and their
+reference scan."""
 from __future__ import annotations
 
-from jaxdl.models.lstm import compute_dtype_of, default_hoist
+import jax
+import jax.numpy as jnp
+
+from jaxdl.models.lstm import compute_dtype_of, default_hoist, matmul
 
 
 def check_scan_args(kind: str, params, xs, carry, mask, hoist, compute_dtype):
@@ -28,3 +32,23 @@ def check_scan_args(kind: str, params, xs, carry, mask, hoist, compute_dtype):
             raise ValueError(f"mask has shape {mask.shape}; it must be [T, B] = {xs.shape[:2]}")
         mask = mask.astype(h0.dtype)
     return xs, (h0,), mask, compute_dtype_of(compute_dtype), bool(default_hoist() if hoist is None else hoist)
+
+
+def one_state_reference(step):
+    """reference(params, xs [T, B, D], (h0,), mask [T, B] | None, compute_dtype) ->
+    (hs [T, B, H], (hT,)): a plain lax.scan of `step(params, (h,), x, rec, cd)` that holds
+    h where mask is 0, differentiated by autodiff (the tests' oracle). compute_dtype casts
+    the matmul inputs as the fast scan does."""
+    def reference(params, xs, carry, mask=None, compute_dtype=None):
+        cd = compute_dtype_of(compute_dtype)
+        rec = lambda h, w: matmul(h, w, cd)
+
+        def body(c, inp):
+            x, m = inp
+            c2 = step(params, c, x, rec, cd)
+            if m is not None:
+                c2 = (jnp.where(m[:, None].astype(bool), c2[0], c[0]),)
+            return c2, c2[0]
+        carry, hs = jax.lax.scan(body, carry, (xs, mask))
+        return hs, carry
+    return reference
