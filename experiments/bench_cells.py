@@ -59,9 +59,10 @@ def _data(H):
 
 def _run_fn(cell, variant):
     """hs = run(params, xs, h0) for one jaxdl variant."""
-    from jaxdl.models import elman, gru, lstm
+    from jaxdl.models import elman, gru
+    from jaxdl.models.products import default_hoist
     from jaxdl.models.cell import get_cell
-    hoist = lstm.default_hoist()
+    hoist = default_hoist()
     carry = (lambda h0: (h0, h0)) if cell == "lstm" else (lambda h0: (h0,))
     if variant == "custom" and cell == "rnn":
         from elman_vjp import elman_scan_custom_vjp

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.elman import ElmanParams, _forward
-from jaxdl.models.lstm import matmul
+from jaxdl.models.products import matmul
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(4, 5))

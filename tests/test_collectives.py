@@ -4,7 +4,7 @@ all-reduce of each update's gradient and loss sums, and no collective at all ins
 time loops of the LSTM.
 
 The weight gradients and the readout contract over time and batch with T and B kept as
-separate axes (jaxdl.models.lstm.contract_lead); a [T*B, ...] reshape of a B-split array
+separate axes (jaxdl.models.products.contract_lead); a [T*B, ...] reshape of a B-split array
 makes XLA all-gather it inside every update. The negative control compiles the same epoch
 with a readout that flattens [T, B] and must show those gathers: the counter sees them.
 

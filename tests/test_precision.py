@@ -13,7 +13,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxdl.models.lstm import compute_dtype_of, lstm_init, lstm_scan, lstm_scan_reference
+from jaxdl.models.lstm import lstm_init, lstm_scan, lstm_scan_reference
+from jaxdl.models.products import compute_dtype_of
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 
 T, B, D, H = 20, 8, 16, 32

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.models.cell import Cell
-from jaxdl.models.lstm import matmul
+from jaxdl.models.products import matmul
 from jaxdl.models.remat import remat_scan, segment_length
 from jaxdl.models.scan_args import check_scan_args, one_state_reference
 

@@ -28,13 +28,16 @@ instead of storing them: jaxdl.models.remat, memory O(sqrt(T)) in place of O(T).
 """
 from __future__ import annotations
 
-from functools import partial
+from functools import cache, partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
 
 from jaxdl.models.cell import Cell
+from jaxdl.models.products import (compute_dtype_of, contract_lead, default_hoist, matmul, member_contract,
+                                   member_matmul)
 from jaxdl.models.remat import remat_scan, segment_length
 
 
@@ -65,55 +68,6 @@ def zero_carry(batch: int, hidden: int, dtype=jnp.float32):
     return (z, z)
 
 
-COMPUTE_DTYPES = ("float32", "bfloat16")
-
-
-def compute_dtype_of(name):
-    """'float32' | 'bfloat16' | a dtype | None -> the matmul input dtype, or None for
-    no casting (float32 means no casting: the parameters' own dtype is used)."""
-    if name is None:
-        return None
-    d = jnp.dtype(name)
-    if d == jnp.float32:
-        return None
-    if d != jnp.bfloat16:
-        raise ValueError(f"compute dtype must be one of {COMPUTE_DTYPES}, got {name!r} "
-                         "(set model.dtype=float32 or model.dtype=bfloat16)")
-    return d
-
-
-def matmul(a, w, cd):
-    """a [..., K] @ w [K, N]. cd None: in the operands' dtype; cd bf16: bf16 inputs,
-    accumulated and returned in float32 (float64 where a is float64)."""
-    if cd is None:
-        return a @ w
-    acc = jnp.result_type(a.dtype, jnp.float32)
-    if jax.default_backend() == "cpu":
-        # XLA's CPU dot has no BF16 x BF16 -> F32 kernel for every shape ("Unsupported element
-        # type for DotThunk"). Products of bf16 values are exact in f32, so rounding the inputs
-        # to bf16 and multiplying in f32 computes the same thing.
-        return jnp.matmul(a.astype(cd).astype(acc), w.astype(cd).astype(acc))
-    return jnp.matmul(a.astype(cd), w.astype(cd), preferred_element_type=acc)
-
-
-def contract_lead(a, b, cd):
-    """sum over the leading axes of a [..., M] and b [..., N] -> [M, N], e.g. over time and
-    batch: sum_{t,b} a[t, b, :]^T b[t, b, :] (einsum "tbm,tbn->mn"), with matmul's dtype
-    rule (cd None: the operands' dtype; cd bf16: bf16 inputs, float32 accumulation).
-    One dot_general contracting dims (0, ..., n-2) in order: on one device the operands
-    are read as [T*B, M] without a copy (jnp.einsum orders them (b, t), which costs a
-    transpose); split along B on a mesh, each device contracts its own rows and only
-    the [M, N] partial sums are all-reduced."""
-    lead = tuple(range(a.ndim - 1))
-    dims = ((lead, lead), ((), ()))
-    if cd is None:
-        return jax.lax.dot_general(a, b, dims)
-    acc = jnp.result_type(a.dtype, jnp.float32)
-    if jax.default_backend() == "cpu":   # see matmul: bf16-rounded inputs, f32 product
-        return jax.lax.dot_general(a.astype(cd).astype(acc), b.astype(cd).astype(acc), dims)
-    return jax.lax.dot_general(a.astype(cd), b.astype(cd), dims, preferred_element_type=acc)
-
-
 def _gates(z):
     """Pre-activations [..., 4H] -> activations i, f, g, o (each [..., H])."""
     i, f, g, o = jnp.split(z, 4, axis=-1)
@@ -142,10 +96,38 @@ def lstm_scan_reference(params: LSTMParams, xs, carry, mask=None, compute_dtype=
     return hs, carry
 
 
+def _cell(z, c):
+    """One step's gate math: pre-activations z [..., 4H], c_{t-1} [..., H] ->
+    (h_t, c_t, (i, f, g, o))."""
+    i, f, g, o = _gates(z)
+    c2 = f * c + i * g
+    return o * jnp.tanh(c2), c2, (i, f, g, o)
+
+
+def _cell_grad(dh, dc, c, cp, acts):
+    """The step's backward: dL/dh_t (all paths), dL/dc_t (from step t+1), c_t, c_{t-1}
+    and the gates -> (dz [..., 4H], the c_{t-1} part of dL/dc_{t-1})."""
+    i, f, g, o = acts
+    tc = jnp.tanh(c)
+    dc_tot = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([
+        dc_tot * g * i * (1.0 - i),      # d z_i
+        dc_tot * cp * f * (1.0 - f),     # d z_f
+        dc_tot * i * (1.0 - g * g),      # d z_g
+        dh * tc * o * (1.0 - o),         # d z_o
+    ], axis=-1)
+    return dz, dc_tot * f
+
+
+def _weights(params, cd):
+    """wx, wh cast once, outside the loop (no-op without a compute dtype)."""
+    return (params.wx, params.wh) if cd is None else (params.wx.astype(cd), params.wh.astype(cd))
+
+
 def _forward(params, xs, h0, c0, mask, hoist, cd):
-    """Forward scan; returns outputs, final carry and what the backward pass needs."""
-    # weights cast once, outside the loop (no-op without a compute dtype)
-    wx, wh = (params.wx, params.wh) if cd is None else (params.wx.astype(cd), params.wh.astype(cd))
+    """Forward scan; returns outputs, final carry and what the backward pass needs:
+    (hs [T, B, H], (hT, cT), (cs [T, B, H], (i, f, g, o) each [T, B, H]))."""
+    wx, wh = _weights(params, cd)
     if hoist:  # one [T, B, D] @ [D, 4H] product outside the loop (T and B kept apart)
         xz = matmul(xs, wx, cd) + params.b
     else:
@@ -155,31 +137,20 @@ def _forward(params, xs, h0, c0, mask, hoist, cd):
         h, c = hc
         x, m = inp
         z = (x if hoist else matmul(x, wx, cd) + params.b) + matmul(h, wh, cd)
-        i, f, g, o = _gates(z)
-        c2 = f * c + i * g
-        h2 = o * jnp.tanh(c2)
+        h2, c2, acts = _cell(z, c)
         if m is not None:
             mm = m[:, None]
             h2, c2 = jnp.where(mm, h2, h), jnp.where(mm, c2, c)
         # the gates are stacked as four separate outputs: no concatenated copy per step
-        return (h2, c2), (h2, c2, (i, f, g, o))
+        return (h2, c2), (h2, c2, acts)
 
     (hT, cT), (hs, cs, acts) = jax.lax.scan(step, (h0, c0), (xz, mask))
     return hs, (hT, cT), (cs, acts)
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(5, 6))
-def _lstm_core(params, xs, h0, c0, mask, hoist, cd):
-    hs, carry, _ = _forward(params, xs, h0, c0, mask, hoist, cd)
-    return hs, carry
-
-
-def _lstm_fwd(params, xs, h0, c0, mask, hoist, cd):
-    hs, carry, (cs, acts) = _forward(params, xs, h0, c0, mask, hoist, cd)
-    return (hs, carry), (params, xs, h0, c0, mask, hs, cs, acts)
-
-
-def _lstm_bwd(hoist, cd, res, cot):
+def _backward(hoist, cd, res, cot):
+    """The reverse scan over (dh, dc), then the weight gradients as contractions over
+    time and batch. res: what _forward kept; cot: (dhs [T, B, H], (dhT, dcT))."""
     params, xs, h0, c0, mask, hs, cs, acts = res
     dhs, (dhT, dcT) = cot
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)       # [T, B, H]
@@ -187,18 +158,10 @@ def _lstm_bwd(hoist, cd, res, cot):
 
     def step(dhc, inp):
         dh, dc = dhc
-        dh_out, c, cp, (i, f, g, o), m = inp
+        dh_out, c, cp, a, m = inp
         dh = dh + dh_out
-        tc = jnp.tanh(c)
-        dc_tot = dc + dh * o * (1.0 - tc * tc)
-        dz = jnp.concatenate([
-            dc_tot * g * i * (1.0 - i),      # d z_i
-            dc_tot * cp * f * (1.0 - f),     # d z_f
-            dc_tot * i * (1.0 - g * g),      # d z_g
-            dh * tc * o * (1.0 - o),         # d z_o
-        ], axis=-1)
+        dz, dc_prev = _cell_grad(dh, dc, c, cp, a)
         dh_prev = matmul(dz, wh_t, cd)
-        dc_prev = dc_tot * f
         if m is not None:  # a held step passes (dh, dc) straight through
             mm = m[:, None]
             dz = jnp.where(mm, dz, 0.0)
@@ -216,13 +179,139 @@ def _lstm_bwd(hoist, cd, res, cot):
     return LSTMParams(dwx, dwh, db), dxs, dh0, dc0, dmask
 
 
+# ---------------------------------------------------------------- a population's members
+# Under jax.vmap over members (a population, jaxdl.train.population), the time-major
+# scans above would stack every step's outputs as [T, P, B, H]; the weight gradients then
+# contract per member over (T, B) with the member axis in the middle, and XLA transposes
+# each stacked array to [P, T, B, H] before every contraction (and the shared input's
+# product x_t @ Wx to [P, B, 4H] on every step). The member rules below (custom_vmap)
+# run the same recurrence with the member axis leading: every step writes its outputs
+# into [P, T, B, H] buffers at t, and the products are batched dots over P.
+
+def _lead(P, a, batched):
+    """a with a leading member axis of size P (broadcast where a is shared)."""
+    return a if batched else jnp.broadcast_to(a, (P,) + a.shape)
+
+
+def _at(a, t):
+    """a[:, t] of a member-major [P, T, ...] array, t traced."""
+    return jax.lax.dynamic_index_in_dim(a, t, axis=1, keepdims=False)
+
+
+def _put(buf, v, t):
+    return jax.lax.dynamic_update_index_in_dim(buf, v, t, axis=1)
+
+
+def _step_of(a, batched, t, P):
+    """Step t of a time-major input: [P, B, ...] from a batched [P, T, B, ...] or a
+    shared [T, B, ...] (broadcast)."""
+    if batched:
+        return _at(a, t)
+    a_t = jax.lax.dynamic_index_in_dim(a, t, axis=0, keepdims=False)
+    return jnp.broadcast_to(a_t, (P,) + a_t.shape)
+
+
+def _members_forward(P, batched, params, xs, h0, c0, mask, hoist, cd):
+    """_forward for P members at once; every output member-major ([P, T, B, H], ...)."""
+    bp, bx, bh, bc, bm = batched
+    params = jax.tree.map(partial(_lead, P), params, bp)
+    h0, c0 = _lead(P, h0, bh), _lead(P, c0, bc)
+    T = xs.shape[1] if bx else xs.shape[0]
+    wx, wh = _weights(params, cd)
+    b = params.b[:, None, :]                                        # [P, 1, 4H]
+    if hoist:
+        xz = member_matmul(_lead(P, xs, bx), wx, cd) + params.b[:, None, None]   # [P, T, B, 4H]
+
+    def body(t, carry):
+        h, c, bufs = carry
+        x = _at(xz, t) if hoist else member_matmul(_step_of(xs, bx, t, P), wx, cd) + b
+        h2, c2, acts = _cell(x + member_matmul(h, wh, cd), c)
+        if mask is not None:
+            mm = _step_of(mask, bm, t, P)[..., None]
+            h2, c2 = jnp.where(mm, h2, h), jnp.where(mm, c2, c)
+        return h2, c2, tuple(_put(buf, v, t) for buf, v in zip(bufs, (h2, c2) + acts))
+
+    bufs = tuple(jnp.zeros((P, T) + h0.shape[1:], h0.dtype) for _ in range(6))
+    hT, cT, (hs, cs, *acts) = jax.lax.fori_loop(0, T, body, (h0, c0, bufs))
+    out = (hs, (hT, cT), (cs, tuple(acts)))
+    return out, jax.tree.map(lambda _: True, out)
+
+
+def _members_backward(P, batched, res, cot, hoist, cd):
+    """_backward for P members at once: dz is written member-major, so each member's
+    weight gradient is one contraction of contiguous [T*B, .] rows."""
+    (bp, bx, bh0, bc0, bm, bhs, bcs, bacts), (bdhs, (bdhT, bdcT)) = batched
+    params, xs, h0, c0, mask, hs, cs, acts = res
+    dhs, (dhT, dcT) = cot
+    lead = partial(_lead, P)
+    params = jax.tree.map(lead, params, bp)
+    h0, c0, hs, cs = lead(h0, bh0), lead(c0, bc0), lead(hs, bhs), lead(cs, bcs)
+    acts = tuple(lead(a, b) for a, b in zip(acts, bacts))
+    dhs, dhT, dcT = lead(dhs, bdhs), lead(dhT, bdhT), lead(dcT, bdcT)
+    T = hs.shape[1]
+    wh_t = jnp.swapaxes(params.wh, 1, 2)                            # [P, 4H, H]
+    wh_t = wh_t if cd is None else wh_t.astype(cd)
+
+    def body(k, carry):
+        t = T - 1 - k
+        dh, dc, dzs = carry
+        dh = dh + _at(dhs, t)
+        cp = jnp.where(t > 0, _at(cs, jnp.maximum(t - 1, 0)), c0)
+        dz, dc_prev = _cell_grad(dh, dc, _at(cs, t), cp, tuple(_at(a, t) for a in acts))
+        dh_prev = member_matmul(dz, wh_t, cd)
+        if mask is not None:
+            mm = _step_of(mask, bm, t, P)[..., None]
+            dz = jnp.where(mm, dz, 0.0)
+            dh_prev = jnp.where(mm, dh_prev, dh)
+            dc_prev = jnp.where(mm, dc_prev, dc)
+        return dh_prev, dc_prev, _put(dzs, dz, t)
+
+    dzs = jnp.zeros(hs.shape[:3] + (params.wh.shape[-1],), hs.dtype)   # [P, T, B, 4H]
+    dh0, dc0, dzs = jax.lax.fori_loop(0, T, body, (dhT, dcT, dzs))
+    h_prev = jnp.concatenate([h0[:, None], hs[:, :-1]], axis=1)    # [P, T, B, H]
+    x = lead(xs, bx)
+    if cd is None:   # one contraction of [x_t, h_{t-1}, 1] gives [dWx; dWh; db]
+        ones = jnp.ones(h_prev.shape[:3] + (1,), h_prev.dtype)
+        g = member_contract(jnp.concatenate([x.astype(h_prev.dtype), h_prev, ones], axis=-1), dzs, cd)
+        D, H = x.shape[-1], h_prev.shape[-1]
+        dwx, dwh, db = g[:, :D].astype(params.wx.dtype), g[:, D:D + H], g[:, D + H]
+    else:            # bf16 products; the bias gradient stays a float32 sum
+        dwx = member_contract(x, dzs, cd)                          # [P, D, 4H]
+        dwh = member_contract(h_prev, dzs, cd)                     # [P, H, 4H]
+        db = dzs.sum(axis=(1, 2))
+    dxs = member_matmul(dzs, jnp.swapaxes(params.wx, 1, 2), cd).astype(xs.dtype)   # [P, T, B, D]
+    dmask = None if mask is None else jnp.zeros_like(mask)
+    out = (LSTMParams(dwx, dwh, db), dxs, dh0, dc0, dmask)
+    return out, (LSTMParams(True, True, True), True, True, True, None if mask is None else bm)
+
+
+@cache
+def _kernels(hoist: bool, cd):
+    """(forward, backward) for one (hoist, compute dtype): _forward and _backward, with
+    the member rules as their vmap."""
+    forward = custom_vmap(lambda params, xs, h0, c0, mask: _forward(params, xs, h0, c0, mask, hoist, cd))
+    forward.def_vmap(lambda P, batched, *args: _members_forward(P, batched, *args, hoist, cd))
+    backward = custom_vmap(lambda res, cot: _backward(hoist, cd, res, cot))
+    backward.def_vmap(lambda P, batched, res, cot: _members_backward(P, batched, res, cot, hoist, cd))
+    return forward, backward
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(5, 6))
+def _lstm_core(params, xs, h0, c0, mask, hoist, cd):
+    hs, carry, _ = _kernels(hoist, cd)[0](params, xs, h0, c0, mask)
+    return hs, carry
+
+
+def _lstm_fwd(params, xs, h0, c0, mask, hoist, cd):
+    hs, carry, (cs, acts) = _kernels(hoist, cd)[0](params, xs, h0, c0, mask)
+    return (hs, carry), (params, xs, h0, c0, mask, hs, cs, acts)
+
+
+def _lstm_bwd(hoist, cd, res, cot):
+    return _kernels(hoist, cd)[1](res, cot)
+
+
 _lstm_core.defvjp(_lstm_fwd, _lstm_bwd)
-
-
-def default_hoist() -> bool:
-    """Hoist the input projection out of the loop on accelerators, keep it inside on CPU
-    (measured in experiments/bench_lstm.py: on 2 CPU cores the per-step matmul wins)."""
-    return jax.default_backend() != "cpu"
 
 
 def lstm_scan(params: LSTMParams, xs, carry, mask=None, hoist: bool | None = None,

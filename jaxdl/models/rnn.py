@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from jaxdl.models.cell import cell_of, get_cell
 from jaxdl.models.dense import dense_apply, dense_init
-from jaxdl.models.lstm import compute_dtype_of, contract_lead, matmul
+from jaxdl.models.products import compute_dtype_of, contract_lead, matmul
 from jaxdl.models.remat import remat_scan, segment_length
 
 

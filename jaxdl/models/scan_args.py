@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.lstm import compute_dtype_of, default_hoist, matmul
+from jaxdl.models.products import compute_dtype_of, default_hoist, matmul
 
 
 def check_scan_args(kind: str, params, xs, carry, mask, hoist, compute_dtype):
