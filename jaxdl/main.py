@@ -85,11 +85,13 @@ def main(cfg: DictConfig) -> float | None:
     import logging
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notices
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    from jaxdl.run.mesh import MeshError, init_distributed, resolve_mesh, same_on_all_processes
+    from jaxdl.run.mesh import MeshError, ask_cpu_devices, init_distributed, resolve_mesh, same_on_all_processes
     try:
-        init_distributed(config.dist)      # several processes: before any other JAX use
+        m = config.mesh
+        if init_distributed(config.dist) is None:   # several processes: before any other JAX use
+            ask_cpu_devices(m["replica"], m["data"])  # one process on a CPU: a device per mesh slot
         import jax
-        m = config.mesh                      # devices known now: -1 resolved, the mesh checked
+        # devices known now: -1 resolved, the mesh checked
         resolve_mesh(m["replica"], m["data"], jax.device_count(), jax.process_count(), m["members"], m["streams"])
         same_on_all_processes(str(run_dir.absolute()), "the run dir",
                               "set hydra.run.dir=<a directory every process sees> on all of them")

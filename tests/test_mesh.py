@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from jaxdl.configure import ConfigError, parse
-from jaxdl.run.mesh import MeshError, distributed_reason, placement_for, resolve_mesh
+from jaxdl.run.mesh import MeshError, ask_cpu_devices, cores, distributed_reason, placement_for, resolve_mesh
 from tests.helpers import ROOT, compose_cfg
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "JAX_PLATFORMS": "cpu"}
@@ -100,11 +100,49 @@ def test_processes_are_detected_from_the_environment():
 
 
 def test_a_mesh_larger_than_the_machine_fails_before_any_compute(tmp_path):
-    p = subprocess.run([sys.executable, "-m", "jaxdl.main", *ECHO, "mesh.data=4", f"hydra.run.dir={tmp_path}/r"],
+    # more devices than cores: jaxdl makes no CPU devices for it (ask_cpu_devices), so one device is all there is
+    n = 1 << (2 * cores() - 1).bit_length()
+    echo = [a for a in ECHO if not a.startswith("task.streams=")] + [f"task.streams={n}"]
+    p = subprocess.run([sys.executable, "-m", "jaxdl.main", *echo, f"mesh.data={n}", f"hydra.run.dir={tmp_path}/r"],
                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert p.returncode == 2, p.stderr[-2000:]
-    assert "config error: mesh.replica x mesh.data = 1 x 4 = 4 devices, but this run has 1" in p.stderr
+    assert f"config error: mesh.replica x mesh.data = 1 x {n} = {n} devices, but this run has 1" in p.stderr
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
+
+
+_ASK = """
+import json, jax
+from jaxdl.run.mesh import ask_cpu_devices
+out = {"asked": ask_cpu_devices(%d, %d)}
+out["devices"] = jax.device_count()
+out["again"] = ask_cpu_devices(2, 1)      # JAX has started: 2 is a no-op, any other count is left as is
+print(json.dumps(out))
+"""
+
+
+def _ask(replica, data, env):
+    p = subprocess.run([sys.executable, "-c", _ASK % (replica, data)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_a_cpu_mesh_gets_a_device_per_slot_before_jax_starts(tmp_path):
+    if cores() < 2:
+        pytest.skip("one core: a CPU mesh of 2 devices is left to XLA_FLAGS here (ask_cpu_devices needs 2 cores)")
+    assert _ask(2, 1, ENV) == {"asked": 2, "devices": 2, "again": 2}
+    assert _ask(1, 2, ENV) == {"asked": 2, "devices": 2, "again": 2}
+    assert _ask(-1, 1, ENV)["asked"] is None and _ask(1, 1, ENV) == {"asked": None, "devices": 1, "again": None}
+    assert _ask(2, 1, devices_env(3)) == {"asked": None, "devices": 3, "again": None}   # XLA_FLAGS win
+    assert ask_cpu_devices(cores() + 1, 1) is None                                 # more than the cores
+    # the entry point asks before JAX starts: two members on two CPU devices, no XLA_FLAGS
+    echo = [a for a in ECHO if not a.startswith(("train.epochs=", "train.replicas="))]
+    p = subprocess.run([sys.executable, "-m", "jaxdl.main", *echo, "train.epochs=1", "train.replicas=2",
+                        "mesh.replica=2", f"hydra.run.dir={tmp_path}/r"], cwd=ROOT, env=ENV, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["mesh"] == {"replica": 2, "data": 1, "processes": 1} and len(summary["devices"]) == 2
 
 
 # ----------------------------------------------------------------- 4 devices, in-process loop

@@ -147,6 +147,36 @@ def resolve_mesh(replica: int, data: int, devices: int, processes: int = 1, memb
     return replica, data
 
 
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # no affinity API (macOS)
+        return os.cpu_count() or 1
+
+
+def ask_cpu_devices(replica: int, data: int, env=None) -> int | None:
+    """Before JAX starts its backends: a mesh of replica x data > 1 devices on a CPU gets
+    that many CPU devices (jax_num_cpu_devices). One CPU device runs a program's steps
+    on about one core; members (or streams) on separate CPU devices run on separate
+    cores, so `mesh.replica=2` trains a population on both cores of a 2-core machine.
+    Left as is: -1 sizes, a mesh of one device, more devices than the cores this
+    process may use, XLA_FLAGS that already force a count, and JAX already started
+    (resolve_mesh then names the missing devices). A machine with GPUs keeps its GPUs
+    as the devices; only its CPU client gets the count. Returns the count set, or None."""
+    env = os.environ if env is None else env
+    n = replica * data
+    if (replica < 1 or data < 1 or n == 1 or n > cores()
+            or "xla_force_host_platform_device_count" in env.get("XLA_FLAGS", "")):
+        return None
+    import jax
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except RuntimeError:        # backends already initialized: the count is what it is
+        return None
+    return n
+
+
 def make_mesh(replica: int, data: int, devices=None):
     """A jax.sharding.Mesh of shape (replica, data) with axes ('replica', 'data') over the
     first replica*data devices (jax.devices(): ordered by process, so each process holds
