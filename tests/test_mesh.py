@@ -113,15 +113,15 @@ def test_a_mesh_larger_than_the_machine_fails_before_any_compute(tmp_path):
 _ASK = """
 import json, jax
 from jaxdl.run.mesh import ask_cpu_devices
-out = {"asked": ask_cpu_devices(%d, %d)}
+out = {"asked": [ask_cpu_devices(r, d) for r, d in %r]}
 out["devices"] = jax.device_count()
-out["again"] = ask_cpu_devices(2, 1)      # JAX has started: 2 is a no-op, any other count is left as is
+out["after_start"] = ask_cpu_devices(1, 2)   # JAX has started: the same count is a no-op, another is refused
 print(json.dumps(out))
 """
 
 
-def _ask(replica, data, env):
-    p = subprocess.run([sys.executable, "-c", _ASK % (replica, data)], cwd=ROOT, env=env, capture_output=True,
+def _ask(meshes, env):
+    p = subprocess.run([sys.executable, "-c", _ASK % (meshes,)], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-2000:]
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -130,10 +130,10 @@ def _ask(replica, data, env):
 def test_a_cpu_mesh_gets_a_device_per_slot_before_jax_starts(tmp_path):
     if cores() < 2:
         pytest.skip("one core: a CPU mesh of 2 devices is left to XLA_FLAGS here (ask_cpu_devices needs 2 cores)")
-    assert _ask(2, 1, ENV) == {"asked": 2, "devices": 2, "again": 2}
-    assert _ask(1, 2, ENV) == {"asked": 2, "devices": 2, "again": 2}
-    assert _ask(-1, 1, ENV)["asked"] is None and _ask(1, 1, ENV) == {"asked": None, "devices": 1, "again": None}
-    assert _ask(2, 1, devices_env(3)) == {"asked": None, "devices": 3, "again": None}   # XLA_FLAGS win
+    assert _ask([(2, 1)], ENV) == {"asked": [2], "devices": 2, "after_start": 2}
+    # -1 sizes and one-device meshes ask for nothing; after JAX started, 2 devices cannot be had
+    assert _ask([(-1, 1), (1, -1), (1, 1)], ENV) == {"asked": [None, None, None], "devices": 1, "after_start": None}
+    assert _ask([(2, 1)], devices_env(3)) == {"asked": [None], "devices": 3, "after_start": None}   # XLA_FLAGS win
     assert ask_cpu_devices(cores() + 1, 1) is None                                 # more than the cores
     # the entry point asks before JAX starts: two members on two CPU devices, no XLA_FLAGS
     echo = [a for a in ECHO if not a.startswith(("train.epochs=", "train.replicas="))]

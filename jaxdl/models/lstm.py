@@ -25,6 +25,11 @@ float32. compute_dtype=None or float32 is the plain float32 (or float64) path.
 
 remat="sqrt" (or a segment length) recomputes activations in the backward pass
 instead of storing them: jaxdl.models.remat, memory O(sqrt(T)) in place of O(T).
+
+Under jax.vmap over P members (a population), the forward and the backward run their
+member rules (custom_vmap): the same recurrence with the member axis leading, every step
+written into [P, T, B, .] buffers, and dWx, dWh, db as one batched contraction of
+[x_t, h_{t-1}, 1] per member, so XLA transposes no stacked array (tests/test_lstm_members.py).
 """
 from __future__ import annotations
 
