@@ -54,7 +54,8 @@ def main(argv=None) -> dict:
     for m in counts:                                   # compile and warm up each count
         if a.devices > 1 and m > 1 and m % a.devices == 0:   # as train_loop places a mesh.replica run
             pl = Placement(make_mesh(a.devices, 1))
-            epochs[m], s, placed[m] = pl.jit_epoch(epoch_fn), pl.state(init_members(tr, 0, m)), pl.inputs(inputs, 2)
+            epochs[m], s = pl.jit_epoch(epoch_fn), pl.state(init_members(tr, 0, m))
+            placed[m] = pl.inputs(inputs, tr.data_axes)
             layout[m] = f"{a.devices} devices x {m // a.devices} members"
         else:
             epochs[m], s, placed[m], layout[m] = jax.jit(epoch_fn), init_members(tr, 0, m), inputs, "1 device"

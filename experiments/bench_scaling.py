@@ -40,7 +40,7 @@ def worker(a) -> dict:
     from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.run.mesh import COLLECTIVES, Placement, loop_collectives, make_mesh
     from jaxdl.tasks.synthetic import EchoConfig, echo
-    from jaxdl.train.loop import LoopPlan, init_members, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, init_members, train_loop
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     if jax.device_count() < a.devices:
@@ -52,22 +52,13 @@ def worker(a) -> dict:
                             TrainConfig())
     placement = Placement(make_mesh(*shape)) if a.devices > 1 else None
 
-    losses = []                    # per epoch: every member's train loss
-
-    class Recorder:
-        checkpoint_every = 10 ** 9
-        resume = staticmethod(lambda state: (state, 0, 0.0))
-        rows = staticmethod(lambda: [])
-        log = staticmethod(lambda row, member_rows: losses.append(
-            [r["train/loss"] for r in member_rows] or [row["train/loss"]]))
-        save_checkpoint = staticmethod(lambda *a, **k: None)
-        last_checkpoint = staticmethod(lambda: None)
-        stop_requested = staticmethod(lambda: None)
-
+    rec = MemoryRecorder()
     t0 = time.perf_counter()
-    res = train_loop(trainer, Recorder(), LoopPlan(a.epochs, members=members, eval_every=a.epochs),
+    res = train_loop(trainer, rec, LoopPlan(a.epochs, members=members, eval_every=a.epochs),
                      placement=placement)
     total = time.perf_counter() - t0
+    # per epoch: every member's train loss
+    losses = [[r["train/loss"] for r in e["members"]] or [e["row"]["train/loss"]] for e in rec.logged]
     collectives = {}
     if placement is not None:      # what XLA inserted into the compiled epoch
         state = placement.state(init_members(trainer, 0, members))

@@ -204,32 +204,6 @@ def test_uoro_is_unbiased_and_the_check_catches_biased_estimators(x64):
 
 # ------------------------------------------------------------------------ the trainer, the loop
 
-class _Recorder:
-    """A Recorder (jaxdl.train.loop) that keeps the rows and writes no files."""
-    checkpoint_every = 10 ** 9
-
-    def __init__(self):
-        self.logged = []
-
-    def resume(self, state):
-        return state, 0, 0.0
-
-    def rows(self):
-        return []
-
-    def log(self, row, member_rows):
-        self.logged.append(row)
-
-    def save_checkpoint(self, *a, **k):
-        pass
-
-    def last_checkpoint(self):
-        return None
-
-    def stop_requested(self):
-        return None
-
-
 def _echo(lag=2, length=160, streams=4):
     from jaxdl.tasks.synthetic import EchoConfig, echo
     return echo(EchoConfig(lag=lag, vocab=2, length=length, streams=streams, test_length=200, val_length=0), 0)
@@ -246,9 +220,9 @@ def _trainer(est="rtrl", task=None, lr=0.02, injectable=False, **model):
 
 
 def test_online_rtrl_learns_echo_through_the_loop():
-    from jaxdl.train.loop import LoopPlan, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, train_loop
     tr = _trainer("rtrl")
-    res = train_loop(tr, _Recorder(), LoopPlan(6, members=1))
+    res = train_loop(tr, MemoryRecorder(), LoopPlan(6, members=1))
     acc = res.per_member["test/accuracy"][0]
     assert acc > 0.9, acc                                       # chance is 0.5
     assert tr.updates_per_epoch == 16                             # 160 steps / every 10
@@ -286,14 +260,14 @@ def test_killed_and_resumed_is_bit_identical(tmp_path, est):
 def test_a_population_member_equals_its_solo_run():
     """UORO (noise from the member's key) in a population over lr x 2 replicas: the member
     (lr 0.03, replica 1) ends where the solo run's replica 1 at lr 0.03 ends."""
-    from jaxdl.train.loop import LoopPlan, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, train_loop
     from jaxdl.train.population import members, stacked
     task = _echo(length=60, streams=2)
     tr = _trainer("uoro", task=task, hidden=4, injectable=True)
     hps, reps = members({"optim.lr": [0.003, 0.03]}, 2)
-    pop = train_loop(tr, _Recorder(), LoopPlan(2, members=len(hps), hparams=stacked(hps), replica_of=reps)).state
+    pop = train_loop(tr, MemoryRecorder(), LoopPlan(2, members=len(hps), hparams=stacked(hps), replica_of=reps)).state
     i = next(j for j, (h, r) in enumerate(zip(hps, reps)) if h["optim.lr"] == 0.03 and r == 1)
-    solo = train_loop(_trainer("uoro", task=task, hidden=4, lr=0.03), _Recorder(), LoopPlan(2, members=2)).state
+    solo = train_loop(_trainer("uoro", task=task, hidden=4, lr=0.03), MemoryRecorder(), LoopPlan(2, members=2)).state
     for a, b in zip(jax.tree.leaves(pop["params"]), jax.tree.leaves(solo["params"])):
         np.testing.assert_allclose(np.asarray(a[i]), np.asarray(b[1]), rtol=1e-5, atol=1e-7)
     other = next(j for j, r in enumerate(reps) if r == 1 and j != i)
@@ -380,9 +354,9 @@ def test_marschall_add_targets_and_levels():
 
 def test_online_trainer_runs_the_add_task_with_snap1():
     from jaxdl.tasks.marschall import MarschallAddConfig, add
-    from jaxdl.train.loop import LoopPlan, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, train_loop
     task = add(MarschallAddConfig(t1=1, t2=3, length=200, streams=4, test_length=200, val_length=0), 0)
-    res = train_loop(_trainer("snap1", task=task, hidden=8, lr=0.03), _Recorder(), LoopPlan(4, members=1))
+    res = train_loop(_trainer("snap1", task=task, hidden=8, lr=0.03), MemoryRecorder(), LoopPlan(4, members=1))
     assert res.per_member["test/loss"][0] < task.chance - 0.05    # below the no-memory level
 
 

@@ -161,7 +161,7 @@ def _loop_worker() -> dict:
     from jaxdl.run.mesh import Placement, make_mesh
     from jaxdl.config import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.tasks.synthetic import AddingConfig, EchoConfig, adding, echo
-    from jaxdl.train.loop import LoopPlan, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, train_loop
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     assert jax.device_count() == 4, jax.devices()
@@ -195,31 +195,9 @@ def _loop_worker() -> dict:
     at = tbptt_trainer(add, RecurrentConfig(hidden=8), OptimConfig(), TBPTTConfig(k1=20, k2=20, reset="batch"),
                        TrainConfig())
     for name, pl in (("adding_one", None), ("adding_data4", Placement(make_mesh(1, 4)))):
-        res = train_loop(at, _NoRecorder(), LoopPlan(3, members=2), placement=pl)
+        res = train_loop(at, MemoryRecorder(), LoopPlan(3, members=2), placement=pl)
         out[name] = res.per_member
     return out
-
-
-class _NoRecorder:
-    checkpoint_every = 10 ** 9
-
-    def resume(self, state):
-        return state, 0, 0.0
-
-    def rows(self):
-        return []
-
-    def log(self, row, member_rows):
-        pass
-
-    def save_checkpoint(self, *a, **k):
-        pass
-
-    def last_checkpoint(self):
-        return None
-
-    def stop_requested(self):
-        return None
 
 
 def _free_port() -> int:

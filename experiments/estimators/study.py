@@ -65,32 +65,6 @@ SMOKE = {
 ONLINE = ("rtrl", "uoro", "snap1")
 
 
-class Quiet:
-    """A Recorder (jaxdl.train.loop) that keeps the rows in memory and writes no files."""
-    checkpoint_every = 10 ** 9
-
-    def __init__(self):
-        self.logged = []
-
-    def resume(self, state):
-        return state, 0, 0.0
-
-    def rows(self):
-        return []
-
-    def log(self, row, member_rows):
-        self.logged.append({"row": row, "members": member_rows})
-
-    def save_checkpoint(self, *a, **k):
-        pass
-
-    def last_checkpoint(self):
-        return None
-
-    def stop_requested(self):
-        return None
-
-
 def methods(L: int, sz: dict) -> list[str]:
     """The learnability rows for lag L: TBPTT(10, k2) below and above L, then the online ones."""
     return [f"tbptt_k2_{max(L // 2, 1)}", f"tbptt_k2_{2 * L}", *ONLINE]
@@ -120,9 +94,9 @@ def fmt(s: dict, nd: int = 3) -> str:
 
 
 def train(method, task, hidden, lr, epochs, seeds, every=10) -> dict:
-    from jaxdl.train.loop import LoopPlan, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, train_loop
     tr = trainer_for(method, task, hidden, lr, every)
-    rec = Quiet()
+    rec = MemoryRecorder()
     t0 = time.perf_counter()
     res = train_loop(tr, rec, LoopPlan(epochs, members=seeds, eval_every=epochs))
     return {"res": res, "rows": rec.logged, "wall_s": time.perf_counter() - t0,
@@ -193,7 +167,7 @@ def _flat(tree):
 def quality(sz: dict) -> dict:
     """Cosines against the exact (RTRL) gradient at parameter snapshots of an RTRL run."""
     from jaxdl.tasks.synthetic import EchoConfig, echo
-    from jaxdl.train.loop import LoopPlan, train_loop
+    from jaxdl.train.loop import LoopPlan, MemoryRecorder, train_loop
     c = sz["quality"]
     task = echo(EchoConfig(lag=c["lag"], **c["task"]), 0)
     probe = jax.tree.map(lambda a: jnp.asarray(a[0]), task.test)           # the stream the gradients are measured on
@@ -208,7 +182,7 @@ def quality(sz: dict) -> dict:
     keys = jax.random.split(jax.random.PRNGKey(7), c["draws"])
     for s in range(c["snapshots"]):
         if s:
-            res = train_loop(tr, Quiet(), LoopPlan(epochs_per, members=1), state=state)
+            res = train_loop(tr, MemoryRecorder(), LoopPlan(epochs_per, members=1), state=state)
             state = res.state
         else:
             from jaxdl.train.loop import init_members

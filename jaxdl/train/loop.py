@@ -103,6 +103,34 @@ class Recorder(Protocol):
     def stop_requested(self) -> str | None: ...                        # a signal's name, or None
 
 
+class MemoryRecorder:
+    """A Recorder that keeps what the loop logs in memory and writes nothing: train_loop
+    without a run dir (studies, benchmarks, tests). `logged` holds one
+    {"row": mean row, "members": member rows} per evaluation; it never checkpoints."""
+    checkpoint_every = 10 ** 9
+
+    def __init__(self):
+        self.logged: list[dict] = []
+
+    def resume(self, state):
+        return state, 0, 0.0
+
+    def rows(self) -> list[dict]:
+        return []
+
+    def log(self, row: dict, member_rows: list[dict]) -> None:
+        self.logged.append({"row": row, "members": member_rows})
+
+    def save_checkpoint(self, *args, **kwargs) -> None:
+        pass
+
+    def last_checkpoint(self) -> None:
+        return None
+
+    def stop_requested(self) -> None:
+        return None
+
+
 class LoopResult(NamedTuple):
     state: Any                  # final state, member axis first (none when members is None)
     per_member: dict            # metric -> [members] values of the last epoch and evaluation
