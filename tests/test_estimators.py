@@ -293,8 +293,8 @@ def test_reset_policies_reset_the_influence_with_the_state():
         seq0 = (carry0, est.init(params, 2, jax.random.PRNGKey(1)))
         ends = {}
         for reset, data in (("batch", one), ("batch", two), ("never", two)):
-            run_epoch, fresh, _ = make_online(est, sgd0, 30, 10, reset, lambda x: x)
-            ends[reset, data.mask.shape[0]] = jax.jit(run_epoch)(params, sgd0.init(params), seq0, data)[2]
+            eng = make_online(est, sgd0, 30, 10, reset, lambda x: x)
+            ends[reset, data.mask.shape[0]] = jax.jit(eng.run_epoch)(params, sgd0.init(params), seq0, data)[2]
         infl = lambda seq: {k: v for k, v in seq[1].items() if k != "key"}
         if name == "uoro":      # the noise differs between the two batches, so only the state is comparable
             _leaves_equal(ends["batch", 1][0], ends["batch", 2][0])
@@ -302,7 +302,7 @@ def test_reset_policies_reset_the_influence_with_the_state():
             _leaves_equal(ends["batch", 1], ends["batch", 2])
         assert _maxdiff(infl(ends["never", 2]), infl(ends["batch", 2])) > 1e-4
         assert _maxdiff(ends["never", 2][0], ends["batch", 2][0]) > 1e-4
-        zeroed = fresh(params, ends["never", 2])
+        zeroed = eng.fresh_seq(params, ends["never", 2])
         assert all(not np.asarray(a).any() for a in jax.tree.leaves((zeroed[0], infl(zeroed))))
         if name == "uoro":
             np.testing.assert_array_equal(zeroed[1]["key"], ends["never", 2][1]["key"])

@@ -14,13 +14,14 @@ stateful forward pass (tbptt_trainer.evaluate_stream).
 from __future__ import annotations
 
 import os
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxdl.data.batch import Batch
+from jaxdl.data.batch import Batch, time_rows
 from jaxdl.data.prepared import SeqTask
 from jaxdl.estimators import get_estimator, rtrl_memory_bytes
 from jaxdl.models.cell import get_cell
@@ -63,61 +64,81 @@ def _check(task: SeqTask, model, estimator, reset: str):
                          "set model.forget_bias=null")
 
 
-def make_online(est, opt: optax.GradientTransformation, T: int, every: int, reset: str, encode):
-    """(run_epoch, fresh_seq) of an online estimator over batches of T steps.
+class Online(NamedTuple):
+    """The pure functions of an online estimator's trainer (make_online)."""
+    run_epoch: Callable
+    fresh_seq: Callable
+    updates: int               # U = ceil(T / every) per batch
+    run_updates: Callable
+
+
+def make_online(est, opt: optax.GradientTransformation, T: int, every: int, reset: str, encode) -> Online:
+    """The training functions of an online estimator over batches of T steps.
 
     run_epoch(params, opt_state, seq, batches [N, T, B, ...]) -> (params, opt_state, seq, out):
     seq = (carry, est_state); out {"sums": {metric: [N, U]}, "weight": [N, U]} per update,
-    U = ceil(T / every). encode maps a batch's x to the model's input (one-hot for tokens)."""
+    U = ceil(T / every). encode maps a batch's x to the model's input (one-hot for tokens).
+    run_updates(params, opt_state, seq, batches, start, count) -> (params, opt_state, seq, out):
+    updates start .. start+count-1 of the same epoch (flat index f = n*U + u; both traced, one
+    compile for every piece); out per update of the whole epoch, [N*U] each, zero outside
+    the piece. Pieces [0, c1), [c1, c2), ... train exactly what run_epoch trains.
+    Update f reads its `every` steps with time_rows (zeros, so held and unweighted, past a
+    ragged end), so its cost does not depend on T."""
     U = -(-T // every)
-    pad = U * every - T
-
-    def run_batch(params, opt_state, seq, batch: Batch):
-        chunks = jax.tree.map(
-            lambda a: jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1)).reshape((U, every) + a.shape[1:]), batch)
-
-        def update(c, chunk):
-            params, opt_state, (carry, est_state) = c
-
-            def step(acc, b):
-                carry, est_state, g, sums, wsum = acc
-                carry, est_state, g1, s1 = est.step(params, carry, est_state, encode(b.x), b.y, b.weight, b.mask)
-                add = lambda a, b: jax.tree.map(jnp.add, a, b)
-                return (carry, est_state, add(g, g1), add(sums, s1), wsum + b.weight.sum()), None
-
-            b0 = jax.tree.map(lambda a: a[0], chunk)
-            shapes = jax.eval_shape(lambda: est.step(params, carry, est_state, encode(b0.x), b0.y, b0.weight, b0.mask))
-            zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)
-            acc = (carry, est_state, zeros(shapes[2]), zeros(shapes[3]), jnp.zeros((), b0.weight.dtype))
-            (carry, est_state, g, sums, wsum), _ = jax.lax.scan(step, acc, chunk)
-            g = jax.tree.map(lambda a: a / jnp.maximum(wsum, 1.0), g)
-            upd, opt_state = opt.update(g, opt_state, params)
-            params = optax.apply_updates(params, upd)
-            return (params, opt_state, (carry, est_state)), {"sums": sums, "weight": wsum}
-
-        (params, opt_state, seq), out = jax.lax.scan(update, (params, opt_state, seq), chunks)
-        return params, opt_state, seq, out
 
     def fresh_seq(params, seq):
         """The reset: zero recurrent state and zero influence (noise keys kept)."""
         carry, est_state = seq
         return rnn_carry(params, carry[0][0].shape[0]), est.reset(est_state)
 
+    def update(c, f, batches: Batch):
+        """Update f = n*U + u: the reset policy's reset before it, then `every` estimator steps
+        and one optimizer step with their weighted mean gradient."""
+        params, opt_state, seq = c
+        n, u = f // U, f % U
+        if reset in ("batch", "epoch"):       # a cond, not a select: RTRL's influence is large
+            now = (f == 0) if reset == "epoch" else (u == 0)
+            seq = jax.lax.cond(now, lambda s: fresh_seq(params, s), lambda s: s, seq)
+        carry, est_state = seq
+        chunk = jax.tree.map(lambda a: time_rows(a, n, u * every, every), batches)
+
+        def step(acc, b):
+            carry, est_state, g, sums, wsum = acc
+            carry, est_state, g1, s1 = est.step(params, carry, est_state, encode(b.x), b.y, b.weight, b.mask)
+            add = lambda a, b: jax.tree.map(jnp.add, a, b)
+            return (carry, est_state, add(g, g1), add(sums, s1), wsum + b.weight.sum()), None
+
+        b0 = jax.tree.map(lambda a: a[0], chunk)
+        shapes = jax.eval_shape(lambda: est.step(params, carry, est_state, encode(b0.x), b0.y, b0.weight, b0.mask))
+        zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)
+        acc = (carry, est_state, zeros(shapes[2]), zeros(shapes[3]), jnp.zeros((), b0.weight.dtype))
+        (carry, est_state, g, sums, wsum), _ = jax.lax.scan(step, acc, chunk)
+        g = jax.tree.map(lambda a: a / jnp.maximum(wsum, 1.0), g)
+        upd, opt_state = opt.update(g, opt_state, params)
+        params = optax.apply_updates(params, upd)
+        return (params, opt_state, (carry, est_state)), {"sums": sums, "weight": wsum}
+
     def run_epoch(params, opt_state, seq, batches: Batch):
-        if reset in ("batch", "epoch"):
-            seq = fresh_seq(params, seq)
+        N = batches.mask.shape[0]
+        (params, opt_state, seq), out = jax.lax.scan(
+            lambda c, f: update(c, f, batches), (params, opt_state, seq), jnp.arange(N * U))
+        return params, opt_state, seq, jax.tree.map(lambda a: a.reshape((N, U) + a.shape[1:]), out)
 
-        def body(c, batch):
-            params, opt_state, seq = c
-            if reset == "batch":
-                seq = fresh_seq(params, seq)
-            params, opt_state, seq, out = run_batch(params, opt_state, seq, batch)
-            return (params, opt_state, seq), out
+    def run_updates(params, opt_state, seq, batches: Batch, start, count):
+        N = batches.mask.shape[0]
+        c0 = (params, opt_state, seq)
+        shapes = jax.eval_shape(lambda: update(c0, jnp.int32(0), batches))[1]
+        stats = jax.tree.map(lambda a: jnp.zeros((N * U,) + a.shape, a.dtype), shapes)
 
-        (params, opt_state, seq), out = jax.lax.scan(body, (params, opt_state, seq), batches)
-        return params, opt_state, seq, out
+        def body(f, cs):
+            c, stats = cs
+            c, out = update(c, f, batches)
+            return c, jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, f, 0), stats, out)
 
-    return run_epoch, fresh_seq, U
+        (params, opt_state, seq), stats = jax.lax.fori_loop(start, start + count, body, (c0, stats))
+        return params, opt_state, seq, stats
+
+    return Online(run_epoch, fresh_seq, U, run_updates)
 
 
 def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: str = "epoch",
@@ -148,7 +169,8 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
                 f"(3 n p + n^2) numbers for model.hidden={model.hidden}, model.layers={model.layers}) but the device "
                 f"has {have / 2**30:.1f} GiB; use estimator=snap1 or uoro, or fewer hidden units or streams")
     encode = (lambda x: jax.nn.one_hot(x, task.in_dim)) if task.token_inputs else (lambda x: x)
-    run_epoch, fresh_seq, U = make_online(est, update_opt, T, int(estimator.every), reset, encode)
+    eng = make_online(est, update_opt, T, int(estimator.every), reset, encode)
+    run_epoch, U = eng.run_epoch, eng.updates
     apply_fn = stream_apply(task, model)
     train_static = jax.tree.map(jnp.asarray, task.train)
 
@@ -162,6 +184,14 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
         return ({"params": p, "opt_state": o, "seq": s},
                 {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
 
+    def train_chunk(state, data, start, count):
+        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
+        return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
+
+    def epoch_metrics(parts):
+        w = jnp.maximum(parts["weight"].sum(), 1.0)
+        return {k: v.sum() / w for k, v in parts["sums"].items()}
+
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
 
@@ -172,4 +202,5 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
 
     splits = {name: jax.tree.map(jnp.asarray, b) for name, b in (("val", task.val), ("test", task.test))
               if b is not None}
-    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * U, data_axes=2)
+    return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * U, data_axes=2,
+                   train_chunk=train_chunk, epoch_metrics=epoch_metrics)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxdl.data.batch import Batch
+from jaxdl.data.batch import Batch, time_rows
 
 RESET_POLICIES = ("batch", "epoch", "never")
 
@@ -54,11 +54,6 @@ def loss_steps(T: int, k1: int, k2: int) -> list[range]:
     """For each update, the stream steps whose loss it counts (the new steps)."""
     s = make_schedule(T, k1, k2)
     return [range(u * k1, min((u + 1) * k1, T)) for u in range(s.updates)]
-
-
-def _pad_time(a, before, after):
-    pad = [(before, after)] + [(0, 0)] * (a.ndim - 1)
-    return jnp.pad(a, pad)
 
 
 def window_loss(apply_fn, metrics_fn, k1, k2, params, carry, w: Batch):
@@ -135,82 +130,77 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
     if reset not in RESET_POLICIES:
         raise ValueError(f"unknown reset policy {reset!r}; use one of {RESET_POLICIES}")
     sch = schedule
-    T, k1, k2 = schedule.T, schedule.k1, schedule.k2
+    k1, k2, U, lead = schedule.k1, schedule.k2, schedule.updates, schedule.lead
     grad_fn = jax.value_and_grad(
         lambda p, c, w: window_loss(apply_fn, metrics_fn, k1, k2, p, c, w), has_aux=True)
 
-    def run_batch(params, opt_state, state, batch: Batch):
+    def stream_rows(tail, batches: Batch, n, q, size: int) -> Batch:
+        """Rows q .. q+size-1 of batch n's stream: the tail (lead steps) + the batch + zeros
+        past its end; O(size) whatever T (time_rows), so no update pays for the stream."""
+        rows = jax.tree.map(lambda a: time_rows(a, n, q - lead, size), batches)
+        if not lead:
+            return rows
+        before = q + jnp.arange(size) < lead
+
+        def pick(t, b):
+            return jnp.where(before.reshape((size,) + (1,) * (b.ndim - 1)), time_rows(t[None], 0, q, size), b)
+        return jax.tree.map(pick, tail, rows)
+
+    def fresh_of(params, batches: Batch):
+        """fresh_state from a stack of batches' shapes [N, T, B, ...] (reads no data)."""
+        tail = jax.tree.map(lambda a: jnp.zeros((lead,) + a.shape[2:], a.dtype), batches)
+        return init_carry(params, batches.mask.shape[2]), tail
+
+    def step(c, f, batches: Batch, resets: bool):
+        """Update f = n*U + u of an epoch over `batches` [N, T, B, ...]; with `resets`, the
+        reset policy's reset before it (reset="epoch": f = 0; "batch": u = 0)."""
+        params, opt_state, state = c
+        n, u = f // U, f % U
+        if resets and reset in ("batch", "epoch"):
+            now = (f == 0) if reset == "epoch" else (u == 0)
+            state = jax.tree.map(lambda a, b: jnp.where(now, a, b), fresh_of(params, batches), state)
         carry, tail = state
-        # stream = tail of the previous batch (k2 - k1 steps) + this batch + ragged-end padding
-        right = sch.updates * k1 - T
-        stream = jax.tree.map(
-            lambda t, a: jnp.concatenate([t, _pad_time(a, 0, right)]), tail, batch)
+        w = stream_rows(tail, batches, n, u * k1, sch.window)
+        (loss, (nxt, sums, wsum)), g = grad_fn(params, carry, w)
+        upd, opt_state = optimizer.update(g, opt_state, params)
+        params = optax.apply_updates(params, upd)
+        if lead:                  # after a batch's last update, its stream's last lead steps
+            end = stream_rows(tail, batches, n, U * k1, lead)
+            tail = jax.tree.map(lambda a, b: jnp.where(u == U - 1, a, b), end, tail)
+        out = {"sums": sums, "weight": wsum}
+        if collect_grads:
+            out["grads"] = g
+        return (params, opt_state, (nxt, tail)), out
 
-        def update(c, u):
-            params, opt_state, carry = c
-            w = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, u * k1, sch.window), stream)
-            (loss, (nxt, sums, wsum)), g = grad_fn(params, carry, w)
-            upd, opt_state = optimizer.update(g, opt_state, params)
-            params = optax.apply_updates(params, upd)
-            out = {"sums": sums, "weight": wsum}
-            if collect_grads:
-                out["grads"] = g
-            return (params, opt_state, nxt), out
-
-        (params, opt_state, carry), out = jax.lax.scan(
-            update, (params, opt_state, carry), jnp.arange(sch.updates))
-        new_tail = jax.tree.map(
-            lambda a: jax.lax.dynamic_slice_in_dim(a, sch.updates * k1, sch.lead), stream)
-        return params, opt_state, (carry, new_tail), out
-
-    def fresh_state(params, batch: Batch):
-        B = batch.mask.shape[1]
-        tail = jax.tree.map(lambda a: jnp.zeros((sch.lead,) + a.shape[1:], a.dtype), batch)
-        return init_carry(params, B), tail
-
-    def run_epoch(params, opt_state, state, batches: Batch):
-        first = jax.tree.map(lambda a: a[0], batches)
-        if reset in ("batch", "epoch"):
-            state = fresh_state(params, first)
-
-        def body(c, batch):
-            params, opt_state, state = c
-            if reset == "batch":
-                state = fresh_state(params, batch)
-            params, opt_state, state, out = run_batch(params, opt_state, state, batch)
-            return (params, opt_state, state), out
-
-        (params, opt_state, state), out = jax.lax.scan(body, (params, opt_state, state), batches)
+    def run_batch(params, opt_state, state, batch: Batch):
+        batches = jax.tree.map(lambda a: a[None], batch)
+        (params, opt_state, state), out = jax.lax.scan(
+            lambda c, f: step(c, f, batches, False), (params, opt_state, state), jnp.arange(U))
         return params, opt_state, state, out
 
-    def run_updates(params, opt_state, state, batches: Batch, start, count):
-        N, U = batches.mask.shape[0], sch.updates
-        right = U * k1 - T
+    def fresh_state(params, batch: Batch):
+        return fresh_of(params, jax.tree.map(lambda a: a[None], batch))
 
-        def step(c, f):
-            params, opt_state, state = c
-            n, u = f // U, f % U
-            batch = jax.tree.map(lambda a: jax.lax.dynamic_index_in_dim(a, n, keepdims=False), batches)
-            if reset in ("batch", "epoch"):
-                now = (f == 0) if reset == "epoch" else (u == 0)
-                state = jax.tree.map(lambda a, b: jnp.where(now, a, b), fresh_state(params, batch), state)
-            carry, tail = state
-            stream = jax.tree.map(lambda t, a: jnp.concatenate([t, _pad_time(a, 0, right)]), tail, batch)
-            w = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, u * k1, sch.window), stream)
-            (loss, (nxt, sums, wsum)), g = grad_fn(params, carry, w)
-            upd, opt_state = optimizer.update(g, opt_state, params)
-            params = optax.apply_updates(params, upd)
-            end_tail = jax.tree.map(lambda a: jax.lax.dynamic_slice_in_dim(a, U * k1, sch.lead), stream)
-            tail = jax.tree.map(lambda a, b: jnp.where(u == U - 1, a, b), end_tail, tail)
-            return (params, opt_state, (nxt, tail)), {"sums": sums, "weight": wsum}
+    def run_epoch(params, opt_state, state, batches: Batch):
+        N = batches.mask.shape[0]
+        (params, opt_state, state), out = jax.lax.scan(
+            lambda c, f: step(c, f, batches, True), (params, opt_state, state), jnp.arange(N * U))
+        return params, opt_state, state, jax.tree.map(lambda a: a.reshape((N, U) + a.shape[1:]), out)
+
+    def run_updates(params, opt_state, state, batches: Batch, start, count):
+        N = batches.mask.shape[0]
+
+        def one(c, f):
+            c, out = step(c, f, batches, True)
+            return c, {"sums": out["sums"], "weight": out["weight"]}
 
         c0 = (params, opt_state, state)
-        shapes = jax.eval_shape(step, c0, jnp.int32(0))[1]
+        shapes = jax.eval_shape(one, c0, jnp.int32(0))[1]
         stats = jax.tree.map(lambda a: jnp.zeros((N * U,) + a.shape, a.dtype), shapes)
 
         def body(f, cs):
             c, stats = cs
-            c, out = step(c, f)
+            c, out = one(c, f)
             return c, jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, f, 0), stats, out)
 
         (params, opt_state, state), stats = jax.lax.fori_loop(start, start + count, body, (c0, stats))
