@@ -115,9 +115,11 @@ def test_copy_is_learned_with_full_bptt_and_not_with_k2_below_the_delay(tmp_path
     assert short["final"]["test/accuracy"] < 0.6, short["final"]
 
 
+@pytest.mark.slow
 def test_a_stop_in_mid_epoch_of_copy_resumes_bit_identical(tmp_path):
     """Independent, reshuffled sequences: a SIGTERM inside epoch 2 and the relaunch end
-    exactly where an uninterrupted run ends (orbax checkpoints and metrics)."""
+    exactly where an uninterrupted run ends (orbax checkpoints and metrics). Slow (600
+    one-update chunks, twice); CI runs the same mechanism on echo in tests/test_rundir.py."""
     import orbax.checkpoint as ocp
     from jaxdl.train.errors import Preempted
     base = ["task=copy", "task.pattern=2", "task.bits=2", "task.delay=1", "task.train_size=600",
