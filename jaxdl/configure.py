@@ -152,6 +152,13 @@ def _check_stream(keys: list[str], task, tbptt: TBPTTConfig, estimator: Estimato
     if "train.shuffle" in keys and (required or tbptt.reset) != "batch":
         raise ConfigError(f"train.shuffle: stateful training (tbptt.reset={tbptt.reset}) never shuffles: the "
                           "streams are one long sequence in order; shuffling acts with tbptt.reset=batch")
+    steps = task.steps() if required == "batch" and hasattr(task, "steps") else None
+    if steps is not None and estimator.name == "tbptt":
+        for key, v in (("tbptt.k1", tbptt.k1), ("tbptt.k2", tbptt.k2)):
+            if v > steps:
+                raise ConfigError(f"{key}={v}: is longer than the sequences of task {task.name!r} ({steps} steps; the "
+                                  f"state resets every sequence, so the window would be padding); set {key} <= "
+                                  f"{steps} (tbptt.k1=tbptt.k2={steps} is full BPTT)")
     if estimator.name == "tbptt" and "estimator.every" in keys:
         raise ConfigError("estimator.every: acts with the online estimators (estimator=rtrl|uoro|snap1); "
                           "TBPTT updates every tbptt.k1 steps")
@@ -210,7 +217,7 @@ def _check_dist(d: DistConfig) -> dict:
 def parse(cfg: DictConfig | dict, overrides=()) -> Config:
     """Validate a composed config and return it typed. `overrides`: the command line's
     overrides (Hydra's), whose keys must be ones the chosen task uses."""
-    from jaxdl.tasks import TASKS
+    from jaxdl.tasks import tasks
     c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     for k in c:
         if k not in TOP and k != "hydra":
@@ -219,10 +226,13 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
         if not isinstance(c.get(top), dict):
             raise ConfigError(f"{top}: is missing; compose the config from conf/config.yaml")
     name = c["task"].get("name")
+    TASKS = tasks()
     if name not in TASKS:
         raise ConfigError(f"task.name: unknown task {name!r}; known tasks: {sorted(TASKS)}")
     entry = TASKS[name]
     task = _typed(entry.config, c["task"], "task", f"task {name!r}")
+    if hasattr(task, "check"):                  # the task's own rules across its settings
+        task.check()
     seed = c.get("seed")
     if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
         raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")

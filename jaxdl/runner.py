@@ -13,58 +13,74 @@ from jaxdl.run.mesh import placement_for
 from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.run.metrics import final_and_best
 from jaxdl.run.verdict import chance_report
-from jaxdl.tasks import TASKS, build
+from jaxdl.tasks import build, get_task
 from jaxdl.search import draw, summary as search_summary
 from jaxdl.search.run import SearchRun
 from jaxdl.train import population
 from jaxdl.train.loop import Chunking, LoopPlan, Progress, Trainer, train_loop
 
 
+def _stream(task, config: Config, injectable: bool) -> tuple[Trainer, dict]:
+    """SeqTask: TBPTT(k1, k2) (jaxdl.train.tbptt_trainer), or an online estimator
+    (jaxdl.train.online_trainer) when estimator= is not tbptt."""
+    m, tb = config.model, config.tbptt
+    reset = task.reset or tb.reset
+    if config.estimator.name != "tbptt":
+        from jaxdl.train.online_trainer import online_trainer
+        from jaxdl.optimizers import optimizers
+        t = online_trainer(task, m, optimizers(config.optim, injectable), config.estimator, config.seed,
+                           reset=reset, shuffle=config.train.shuffle)
+        how = f"{config.estimator.name.upper()}(every={config.estimator.every})"
+        return t, {"estimator": config.estimator.name, "reset": reset, "updates_per_epoch": t.updates_per_epoch,
+                   "about": f"{how}, {m.name}, hidden={m.hidden}", "desc": f"{task.name} {how}"}
+    from jaxdl.train.tbptt_trainer import tbptt_trainer
+    t = tbptt_trainer(task, m, config.optim, tb, config.train, config.seed, injectable)
+    return t, {"tbptt": {"k1": tb.k1, "k2": tb.k2, "reset": reset}, "estimator": "tbptt",
+               "updates_per_epoch": t.updates_per_epoch,
+               "about": f"TBPTT(k1={tb.k1}, k2={tb.k2}), {m.name}, hidden={m.hidden}",
+               "desc": f"{task.name} TBPTT({tb.k1},{tb.k2})"}
+
+
+def _workflow(task, config: Config, injectable: bool) -> tuple[Trainer, dict]:
+    """WorkflowTask: its compiled Keras-style model's own trainer."""
+    c, (x, y, mask) = task.model, task.train
+    splits = {name: c.split(xs, ys, task.batch_size, ms, extra) for name, (xs, ys, ms, extra) in task.splits.items()}
+    t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and config.train.shuffle
+                  and not c.model.stateful, mask=mask, seed=config.seed, splits=splits, score=task.score)
+    return t, {"updates_per_epoch": t.updates_per_epoch, "about": f"{config.model.name}, hidden={config.model.hidden}",
+               "desc": task.name}
+
+
+def _classify(task, config: Config, injectable: bool) -> tuple[Trainer, dict]:
+    """ArrayTask: the feed-forward classifier."""
+    from jaxdl.classic.classifier_trainer import classifier_sizes, classifier_trainer
+    sizes = classifier_sizes(task.data, config.model)
+    t = classifier_trainer(task.data, config.model, config.optim, config.train, config.seed, injectable)
+    return t, {"sizes": sizes, "updates_per_epoch": t.updates_per_epoch, "about": "-".join(map(str, sizes)),
+               "desc": task.name}
+
+
+def _rule(task, config: Config, injectable: bool) -> tuple[Trainer, dict]:
+    """ArrayTask: the perceptron or the linear unit's own rule."""
+    from jaxdl.classic.rule_trainer import rule_trainer
+    m = config.model
+    t = rule_trainer(task.data, m)
+    return t, {"rule": getattr(m, "rule", "sgd"), "updates_per_epoch": t.updates_per_epoch,
+               "about": f"{config.kind} rule, rate {m.rate}", "desc": task.name}
+
+
+# a task's kind (jaxdl.tasks.registry) -> the function that makes its trainer
+TRAINERS = {"stream": _stream, "workflow": _workflow, "classify": _classify, "perceptron": _rule, "linear": _rule}
+
+
 def make_trainer(task, config: Config) -> tuple[Trainer, dict]:
-    """The trainer of the task's kind, built from the typed configs; and the summary facts
-    that describe it ("about": the closing line, "desc": the progress bar)."""
-    m, kind = config.model, config.kind
+    """The trainer of the task's kind (TRAINERS), built from the typed configs; and the
+    summary facts that describe it ("about": the closing line, "desc": the progress bar)."""
+    if config.kind not in TRAINERS:
+        raise ValueError(f"task {task.name!r} has an unknown kind {config.kind!r}; known: {sorted(TRAINERS)}")
     # a population varies optimizer values: they become optimizer state (inject_hyperparams)
     injectable = any(k.startswith("optim.") for k in config.population)
-    if kind == "stream":
-        tb = config.tbptt
-        if config.estimator.name != "tbptt":
-            from jaxdl.train.online_trainer import online_trainer
-            from jaxdl.optimizers import optimizers
-            t = online_trainer(task, m, optimizers(config.optim, injectable), config.estimator, config.seed,
-                               reset=task.reset or config.tbptt.reset, shuffle=config.train.shuffle)
-            how = f"{config.estimator.name.upper()}(every={config.estimator.every})"
-            return t, {"estimator": config.estimator.name, "reset": task.reset or config.tbptt.reset,
-                       "updates_per_epoch": t.updates_per_epoch,
-                       "about": f"{how}, {m.name}, hidden={m.hidden}", "desc": f"{task.name} {how}"}
-        from jaxdl.train.tbptt_trainer import tbptt_trainer
-        t = tbptt_trainer(task, m, config.optim, tb, config.train, config.seed, injectable)
-        reset = task.reset or tb.reset
-        return t, {"tbptt": {"k1": tb.k1, "k2": tb.k2, "reset": reset}, "estimator": "tbptt",
-                   "updates_per_epoch": t.updates_per_epoch,
-                   "about": f"TBPTT(k1={tb.k1}, k2={tb.k2}), {m.name}, hidden={m.hidden}",
-                   "desc": f"{task.name} TBPTT({tb.k1},{tb.k2})"}
-    if kind == "workflow":
-        c, (x, y, mask) = task.model, task.train
-        splits = {name: c.split(xs, ys, task.batch_size, ms, extra)
-                  for name, (xs, ys, ms, extra) in task.splits.items()}
-        t = c.trainer(x, y, batch_size=task.batch_size, shuffle=task.shuffle and config.train.shuffle
-                      and not c.model.stateful, mask=mask, seed=config.seed, splits=splits, score=task.score)
-        return t, {"updates_per_epoch": t.updates_per_epoch, "about": f"{m.name}, hidden={m.hidden}",
-                   "desc": task.name}
-    if kind == "classify":
-        from jaxdl.classic.classifier_trainer import classifier_sizes, classifier_trainer
-        sizes = classifier_sizes(task.data, m)
-        t = classifier_trainer(task.data, m, config.optim, config.train, config.seed, injectable)
-        return t, {"sizes": sizes, "updates_per_epoch": t.updates_per_epoch, "about": "-".join(map(str, sizes)),
-                   "desc": task.name}
-    if kind in ("perceptron", "linear"):
-        from jaxdl.classic.rule_trainer import rule_trainer
-        t = rule_trainer(task.data, m)
-        rule = getattr(m, "rule", "sgd")
-        return t, {"rule": rule, "updates_per_epoch": t.updates_per_epoch,
-                   "about": f"{kind} rule, rate {m.rate}", "desc": task.name}
-    raise ValueError(f"task {task.name!r} has an unknown kind {kind!r}")
+    return TRAINERS[config.kind](task, config, injectable)
 
 
 def epochs_of(config: Config) -> int:
@@ -89,7 +105,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     """Train config's task in ctx's run dir; returns the summary (also in summary.json).
     records: what summary.json records besides the results (the effective config, the
     provenance)."""
-    entry = TASKS[config.task.name]
+    entry = get_task(config.task.name)
     if hasattr(config.task, "data_bytes"):      # refused before the arrays exist if they cannot fit
         budget.check_data(config.task.data_bytes(), "lower task.streams (or task.batch / task.train_size) or "
                           "task.length / task.test_length / task.val_length")

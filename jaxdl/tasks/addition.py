@@ -21,6 +21,7 @@ from jaxdl.data.prepared import WorkflowTask
 from jaxdl.tasks.recipe import optimizer, recurrent_layers
 from jaxdl.workflow import Dense, RepeatVector, Sequential
 from jaxdl.workflow.model import TrainState
+from jaxdl.tasks.registry import Task
 
 ALPHABET = "0123456789+ "
 CHAR = {c: i for i, c in enumerate(ALPHABET)}
@@ -102,3 +103,6 @@ def examples(c, ts, problems, digits) -> list[str]:
     """'q = predicted answer' for each problem."""
     X, _, _ = encode(problems, digits)
     return [f"{q} = {p}" for (q, _), p in zip(problems, decode(c.predict_classes(ts, X)))]
+
+
+TASKS = (Task("addition", addition, AdditionConfig, "workflow", ("model", "optim", "train")),)

@@ -14,6 +14,7 @@ from jaxdl.classic import linear_unit, perceptron
 from jaxdl.config.fields import setting
 from jaxdl.data import images
 from jaxdl.data.prepared import ArrayTask
+from jaxdl.tasks.registry import Task
 
 # The source text's sample order: [1,1], [0,0], [1,0], [0,1]
 TRUTH_INPUTS = np.array([[1, 1], [0, 0], [1, 0], [0, 1]], np.float32)
@@ -156,3 +157,11 @@ def mnist(cfg: MnistConfig, seed: int, data_dir: str = ""):
     m = limit or len(x_te)
     return _image_task("mnist", np.concatenate([x_tr[:n], x_tr[k:]]), np.concatenate([y_tr[:n], y_tr[k:]]),
                        x_te[:m], y_te[:m], val_size)
+
+
+TASKS = (Task("and", truth_task, TruthTableConfig, "perceptron"),
+         Task("or", truth_task, TruthTableConfig, "perceptron"),
+         Task("xor", truth_task, TruthTableConfig, "perceptron"),
+         Task("salary", salary_task, SalaryConfig, "linear"),
+         Task("digits", digits, DigitsConfig, "classify"),
+         Task("mnist", mnist, MnistConfig, "classify", ("data_dir",)))

@@ -27,6 +27,7 @@ from jaxdl.tasks.series import load_series
 from jaxdl.tasks.recipe import optimizer, recurrent_layers
 from jaxdl.workflow import Dense, Sequential
 from jaxdl.workflow.model import TrainState
+from jaxdl.tasks.registry import Task
 
 
 def prepare(series: np.ndarray, n_in: int, test_size: int, val_size: int = 0):
@@ -133,3 +134,6 @@ def _plot(truth, lstm, mlp, persistence, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+TASKS = (Task("forecast", forecast, ForecastConfig, "workflow", ("model", "optim", "train")),)

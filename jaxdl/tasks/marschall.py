@@ -23,6 +23,7 @@ import numpy as np
 from jaxdl.config.fields import setting
 from jaxdl.data.batch import Batch
 from jaxdl.data.prepared import SeqTask
+from jaxdl.tasks.registry import Task
 
 
 def _xent(p_true, p_pred):
@@ -75,3 +76,6 @@ def add(cfg: MarschallAddConfig, seed: int) -> SeqTask:
                    f"no memory: loss {lv['no_memory']:.3f} nats; t1 learned: {lv['t1_learned']:.3f}; "
                    f"both learned: {lv['both_learned']:.3f}", higher_is_better=False,
                    val=make(cfg.val_length) if cfg.val_length else None)
+
+
+TASKS = (Task("marschall_add", add, MarschallAddConfig, "stream"),)

@@ -23,6 +23,7 @@ from jaxdl.data.padding import pad_sequences
 from jaxdl.data.prepared import WorkflowTask
 from jaxdl.tasks.recipe import optimizer, recurrent_layers
 from jaxdl.workflow import Dense, Sequential
+from jaxdl.tasks.registry import Task
 
 
 @dataclass(frozen=True)
@@ -79,3 +80,6 @@ def seqclass(cfg: SeqclassConfig, seed: int, model: RecurrentConfig, optim: Opti
                         train.batch_size, "test/accuracy", majority,
                         f"always the majority class gives accuracy {majority:.3f}",
                         after=lambda state, run_dir: {"final": {"test/majority_baseline": majority}})
+
+
+TASKS = (Task("seqclass", seqclass, SeqclassConfig, "workflow", ("model", "optim", "train", "data_dir")),)

@@ -18,6 +18,7 @@ import numpy as np
 from jaxdl.config.fields import setting
 from jaxdl.data.batch import Batch
 from jaxdl.data.prepared import SeqTask
+from jaxdl.tasks.registry import Task
 
 
 def _stream_batch(x, y, weight):
@@ -144,3 +145,8 @@ def sine(cfg: SineConfig, seed: int) -> SeqTask:
     return SeqTask("sine", train, test, 1, 1, "mse", "test/mse", persist,
                    f"persistence (predict the last value) gives MSE {persist:.4f}",
                    higher_is_better=False, val=val)
+
+
+TASKS = (Task("echo", echo, EchoConfig, "stream"),
+         Task("adding", adding, AddingConfig, "stream"),
+         Task("sine", sine, SineConfig, "stream"))

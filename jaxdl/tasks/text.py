@@ -22,6 +22,7 @@ from jaxdl.config.fields import setting
 from jaxdl.data.batch import Batch
 from jaxdl.data.prepared import SeqTask
 from jaxdl.models.rnn import rnn_apply, rnn_carry
+from jaxdl.tasks.registry import Task
 
 
 def read_text(source: str, path: str, data_dir: str) -> str:
@@ -148,3 +149,6 @@ def sample(params, vocab, prime: str, n: int, temperature: float, key) -> str:
         return (carry, out[0, 0]), nxt
     _, ids = jax.lax.scan(step, (carry, logits[-1, 0]), jax.random.split(key, n))
     return prime + "".join(vocab[int(i)] for i in np.asarray(ids))
+
+
+TASKS = (Task("textgen", textgen, TextgenConfig, "stream", ("data_dir",)),)
