@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
-from jaxdl.config.fields import ConfigError, check, settings_of
+from jaxdl.config.fields import ConfigError, check, did_you_mean, settings_of
 from jaxdl.search import spec as search_spec
 from jaxdl.config.schema import (FEEDFORWARD_MODELS, Config, DistConfig, EstimatorConfig, LoggerConfig,
                                  MeshConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig)
@@ -73,7 +73,8 @@ def _typed(cls, values: Any, prefix: str, what: str):
         obj = OmegaConf.to_object(node)
     except ConfigKeyError as e:
         key = str(e.key) if getattr(e, "key", None) is not None else str(e).split("'")[1]
-        raise ConfigError(f"{prefix}.{key}: is not a setting of {what}; it takes {settings_of(cls)}") from None
+        hint = did_you_mean(key, settings_of(cls), f"{prefix}.")
+        raise ConfigError(f"{prefix}.{key}: is not a setting of {what}{hint}; it takes {settings_of(cls)}") from None
     except ValidationError as e:
         key = e.full_key or ""
         field = next((f for f in dataclasses.fields(cls) if f.name == key.split(".")[0]), None)
@@ -221,7 +222,7 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
     c: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
     for k in c:
         if k not in TOP and k != "hydra":
-            raise ConfigError(f"{k}: is not a config key; known keys: {sorted(TOP)}")
+            raise ConfigError(f"{k}: is not a config key{did_you_mean(k, TOP)}; known keys: {sorted(TOP)}")
     for top in ("task", "model", "optim", "tbptt", "train", "logger"):
         if not isinstance(c.get(top), dict):
             raise ConfigError(f"{top}: is missing; compose the config from conf/config.yaml")

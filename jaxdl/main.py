@@ -147,4 +147,9 @@ def _check_run_dir_arg(argv: list[str]) -> None:
 if __name__ == "__main__":
     os.environ.setdefault("WANDB_MODE", "offline")
     _check_run_dir_arg(sys.argv[1:])
+    from jaxdl.command_line import check_command_line
+    line = check_command_line(sys.argv[1:])
+    if line is not None:
+        print(f"[jaxdl] config error: {line}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -41,6 +41,48 @@ def test_a_setting_the_task_does_not_use_is_refused_naming_it(overrides, key, wh
         parsed(overrides)
 
 
+@pytest.mark.parametrize("override, line", [
+    ("model.hiden=32", "model.hiden: is not a setting of model 'lstm' (did you mean model.hidden?); it takes"),
+    ("optim.lrr=0.1", "optim.lrr: is not a setting of the optimizer (did you mean optim.lr?); it takes"),
+    ("train.epoch=3", "train.epoch: is not a setting of training (did you mean train.epochs?); it takes"),
+    ("seeds=1", "seeds: is not a config key (did you mean seed?); known keys"),
+    ("population.optim.lrr=[0.1,0.2]", "population.optim.lrr: cannot vary (did you mean population.optim.lr?)"),
+    ("model=lsmt", "model=lsmt: there is no model 'lsmt' (did you mean model=lstm?); the options: ['gru',"),
+    ("optim=adamm", "optim=adamm: there is no optim 'adamm' (did you mean optim=adam?)"),
+])
+def test_a_misspelt_key_or_group_option_gets_the_closest_one(override, line):
+    """Keys Hydra would refuse with its own boilerplate (not in the composed config, no +)
+    get the words a +key gets from configure.parse, with the closest key or option."""
+    from jaxdl.command_line import check_command_line
+    got = check_command_line(["train.epochs=2", override, "train.progress=false"])
+    assert got is not None and got.startswith(line), got
+
+
+def test_known_keys_and_what_hydra_words_itself_pass_the_command_line_check(monkeypatch):
+    from jaxdl.command_line import check_command_line
+    assert check_command_line(["-m", "model=gru,lstm", "optim.lr=0.1,0.01", "task=adding", "task.batch=4",
+                               "hydra.run.dir=/tmp/x", "+model.hiden=3", "train.progress=false"]) is None
+    assert check_command_line(["model.hidden=[oops"]) is None           # Hydra's own syntax error
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    assert check_command_line(["model.hiden=32"]) is None
+
+
+def test_a_misspelt_key_ends_in_one_line_and_exit_2_and_hydra_full_error_shows_hydras(tmp_path):
+    import os
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "jaxdl.main", "model.hiden=32", f"hydra.run.dir={tmp_path / 'r'}"]
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.splitlines() == [r.stderr.strip()] and r.stderr.startswith(
+        "[jaxdl] config error: model.hiden: is not a setting of model 'lstm' (did you mean model.hidden?)")
+    assert not any((tmp_path / "r").iterdir())          # nothing written (the dir is made by the run-dir check)
+    r = subprocess.run(cmd, cwd=ROOT, env={**env, "HYDRA_FULL_ERROR": "1"}, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and "Could not override 'model.hiden'" in r.stderr and "[jaxdl]" not in r.stderr
+
+
 def test_settings_that_act_pass():
     c = parsed(["task=forecast", "optim=sgd", "optim.momentum=0.9", "model.layers=2", "train.batch_size=8"])
     assert (c.optim.name, c.optim.momentum, c.model.layers, c.train.batch_size) == ("sgd", 0.9, 2, 8)
@@ -55,7 +97,8 @@ def test_types_and_bounds_come_from_the_schema():
         parsed(["tbptt.k1=abc"])
     with pytest.raises(ConfigError, match=r"^model\.dtype: must be one of \['float32', 'bfloat16'\]"):
         parsed(["model.dtype=float16"])
-    with pytest.raises(ConfigError, match=r"^task\.lagg: is not a setting of task 'echo'; it takes \['name', 'lag'"):
+    with pytest.raises(ConfigError, match=r"^task\.lagg: is not a setting of task 'echo' "
+                                          r"\(did you mean task\.lag\?\); it takes \['name', 'lag'"):
         parsed(["+task.lagg=3"])
     with pytest.raises(ConfigError, match=r"^model\.hidden: must be a non-empty list of values >= 1"):
         parsed(["task=digits", "model.hidden=[0]"])

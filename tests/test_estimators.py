@@ -257,6 +257,45 @@ def test_killed_and_resumed_is_bit_identical(tmp_path, est):
         assert not np.array_equal(ref["seq"][1]["key"][0], ref["seq"][1]["key"][1])   # members draw their own noise
 
 
+class _StopAt:
+    """A stop flag (the StopFlag interface RunContext reads) whose request arrives at its
+    n-th reading, as a SIGTERM would between two chunks."""
+    name = "SIGTERM"
+
+    def __init__(self, n: int):
+        self.n = n
+
+    @property
+    def requested(self) -> bool:
+        self.n -= 1
+        return self.n <= 0
+
+
+def test_a_stop_in_mid_epoch_resumes_bit_identical(tmp_path):
+    """The online trainer trains its epochs in chunks (train_chunk): a stop request between
+    two chunks of epoch 2 (chunks of 2 of its 6 updates) ends the run with a mid-epoch
+    checkpoint; the relaunch resumes at that update and ends where an uninterrupted run
+    ends, bit for bit."""
+    from jaxdl.run.context import RunContext
+    from jaxdl.train.errors import Preempted
+    from jaxdl.train.loop import Chunking, LoopPlan, train_loop
+    tr = _trainer("snap1", task=_echo(length=60, streams=2), hidden=4)
+    assert tr.train_chunk is not None and tr.updates_per_epoch == 6
+    plan = LoopPlan(3, members=2, chunking=Chunking(updates=2))
+
+    def run(name, stop=None):
+        ctx = RunContext(tmp_path / name, None, checkpoint_every=100, progress=False, stop_flag=stop)
+        try:
+            return train_loop(tr, ctx, plan).state
+        finally:
+            ctx.close()
+    ref = run("ref")
+    with pytest.raises(Preempted, match=r"stopped in epoch 2 after update 2 of 6"):
+        run("run", _StopAt(4))                 # readings: 2 in epoch 1, 1 at its end, the 4th in epoch 2
+    assert [int(x.name) for x in (tmp_path / "run" / "checkpoints" / "mid").iterdir() if x.name.isdigit()]
+    _leaves_equal(ref, run("run"))
+
+
 def test_a_population_member_equals_its_solo_run():
     """UORO (noise from the member's key) in a population over lr x 2 replicas: the member
     (lr 0.03, replica 1) ends where the solo run's replica 1 at lr 0.03 ends."""

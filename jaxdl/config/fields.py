@@ -56,3 +56,10 @@ def check(obj, prefix: str) -> None:
 def settings_of(cls) -> list[str]:
     """The field names of a config class, for messages."""
     return [f.name for f in dataclasses.fields(cls)]
+
+
+def did_you_mean(word: str, options, prefix: str = "") -> str:
+    """' (did you mean <prefix><the closest of options>?)', or '' when none is close (difflib)."""
+    import difflib
+    close = difflib.get_close_matches(word, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 
 # the keys a population may vary (one compiled program), and those that change shapes
+from jaxdl.config.fields import did_you_mean
 from jaxdl.train.population import KEYS, SHAPE_KEYS
 
 DISTRIBUTIONS = ("uniform", "loguniform")
@@ -144,7 +145,8 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
                   "changes array shapes, so it cannot vary inside one compiled program; sweep it with Hydra "
                   f"multirun (./launch.sh -m {key}=<a>,<b>) or the Optuna sweeper "
                   "(./launch.sh -m hparams_search=echo_optuna)")
-            _need(key in KEYS, name, f"cannot vary; a population varies {list(KEYS)}")
+            _need(key in KEYS, name, f"cannot vary{did_you_mean(key, KEYS, 'population.')}; a population varies "
+                  f"{list(KEYS)}")
             if isinstance(v, list):
                 _need(len(v) > 0 and all(_number(x) for x in v), name,
                       f"must be a non-empty list of numbers, e.g. [0.001,0.01], got {v!r}")

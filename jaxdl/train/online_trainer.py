@@ -7,7 +7,10 @@ steps their weighted mean (the same normalisation as a TBPTT window: sum of w * 
 sum of w) goes to the optimizer. Nothing is truncated: state and influence are carried
 across updates and across batches, and reset together by the reset policy (batch: before
 every batch; epoch: at the epoch start; never). A ragged end (T not a multiple of `every`)
-is padded with held, unweighted steps. The member's state has the TBPTT trainer's layout,
+is padded with held, unweighted steps. An epoch is one scan over its updates, or, for the
+loop's chunks (train_chunk), a fori_loop over a range of them; either way an update reads
+only its own steps (jaxdl.data.batch.time_rows), so its cost does not depend on the
+epoch's length. The member's state has the TBPTT trainer's layout,
 {"params", "opt_state", "seq": (carry, influence state)}, and its evaluation is the same
 stateful forward pass (tbptt_trainer.evaluate_stream).
 """

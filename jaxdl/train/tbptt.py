@@ -126,6 +126,10 @@ def make_tbptt(apply_fn: Callable, metrics_fn: Callable, optimizer: optax.Gradie
       (reset="epoch") or before every batch's first ("batch"), the tail replaced after every
       batch's last update. stats are per update of the whole epoch, [N*U] each, written at
       the piece's updates and zero elsewhere.
+
+    run_batch, run_epoch and run_updates run one update function over the flat update
+    index; each update reads its window of the stream (tail + batch + zeros past its end)
+    with time_rows, O(window), so no update pays for the length of the stream.
     """
     if reset not in RESET_POLICIES:
         raise ValueError(f"unknown reset policy {reset!r}; use one of {RESET_POLICIES}")
