@@ -54,7 +54,8 @@ def _online(name, params, data, carry0):
     return jax.tree.map(lambda a: a.sum(0), gs), st
 
 
-CASES = [("lru", None), ("mingru", None), ("minlstm", None), ("lru", "glu"), ("mingru", "mlp")]
+CASES = [("lru", None), ("mingru", "glu"), ("minlstm", "mlp"),
+         pytest.param("lru", "glu", marks=pytest.mark.slow), pytest.param("mingru", None, marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("cell,block", CASES)
@@ -153,10 +154,10 @@ def _direct_rule(params, data, carry0):
     return total
 
 
-def test_zucchet_on_two_layers_equals_a_direct_computation_of_the_rule(x64):
-    for cell, block in (("lru", "glu"), ("mingru", None)):
-        params, data, carry0 = _problem(cell, 2, block, key=1)
-        got, _ = jax.jit(lambda p: _online("zucchet", p, data, carry0))(params)
-        want = _direct_rule(params, data, carry0)
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+@pytest.mark.parametrize("cell,block", [("lru", "glu"), pytest.param("mingru", None, marks=pytest.mark.slow)])
+def test_zucchet_on_two_layers_equals_a_direct_computation_of_the_rule(x64, cell, block):
+    params, data, carry0 = _problem(cell, 2, block, key=1)
+    got, _ = jax.jit(lambda p: _online("zucchet", p, data, carry0))(params)
+    want = _direct_rule(params, data, carry0)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
