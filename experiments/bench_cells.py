@@ -22,6 +22,11 @@ the steady measure on a shared, loaded machine. The default (0) is every core, a
 user runs them; under load its wall-clock times mostly measure the contention.
 
     python experiments/bench_cells.py [--hidden 128 512] [--rounds 3] [--reps 5] [--threads 0|1] [--json out.json]
+
+--scan [CELL ...] times instead the linear cells' (LRU, minGRU) two scan forms, sequential
+(lax.scan) and parallel (associative_scan), forward + backward, at (T, B, H) = (20, 32, 64),
+(100, 32, 256), (784, 64, 128): what model.scan=auto picks per platform
+(jaxdl.models.linear_scan.default_form).
 """
 from __future__ import annotations
 
@@ -135,8 +140,54 @@ def torch_worker(H, reps):
     return _alternate(calls, reps)
 
 
+SCAN_SHAPES = [(20, 32, 64), (100, 32, 256), (784, 64, 128)]   # (T, B, H)
+
+
+def scan_forms(cells, shapes, rounds: int, reps: int) -> list[dict]:
+    """model.scan: forward + backward (loss over every step) of one layer of each linear
+    cell in its sequential form (lax.scan) and its parallel form (associative_scan), D = 32,
+    in this process, the two forms alternating call by call; per shape the median wall time
+    of each and the median over rounds of parallel / sequential (each round's medians)."""
+    from jaxdl.models.cell import get_cell
+    rows = []
+    for name in cells:
+        c = get_cell(name)
+        for T, Bs, H in shapes:
+            rng = np.random.default_rng(H)
+            xs = jnp.asarray(rng.standard_normal((T, Bs, 32)), jnp.float32)
+            p = c.init(jax.random.PRNGKey(0), 32, H)
+            carry = c.carry(p, Bs)
+            fs = {f: jax.jit(jax.grad(lambda q, form=f: (c.scan(q, xs, carry, form=form)[0] ** 2).mean()))
+                  for f in ("sequential", "parallel")}
+            for f in fs.values():
+                jax.block_until_ready(f(p))
+            t = {f: [] for f in fs}
+            ratios = []
+            for _ in range(rounds):
+                per = {f: [] for f in fs}
+                for _ in range(reps):
+                    for f, fn in fs.items():
+                        t0 = time.perf_counter()
+                        jax.block_until_ready(fn(p))
+                        per[f].append(time.perf_counter() - t0)
+                for f in fs:
+                    t[f].extend(per[f])
+                ratios.append(statistics.median(per["parallel"]) / statistics.median(per["sequential"]))
+            row = {"cell": name, "T": T, "B": Bs, "H": H, "backend": jax.default_backend(),
+                   "sequential_ms": 1e3 * statistics.median(t["sequential"]),
+                   "parallel_ms": 1e3 * statistics.median(t["parallel"]),
+                   "parallel_over_sequential": statistics.median(ratios)}
+            rows.append(row)
+            print(f"{name:8} T={T:4} B={Bs:3} H={H:4}  sequential {row['sequential_ms']:8.2f} ms  parallel "
+                  f"{row['parallel_ms']:8.2f} ms  parallel/sequential {row['parallel_over_sequential']:.2f}",
+                  flush=True)
+    return rows
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--scan", nargs="*", default=None, metavar="CELL",
+                    help="time the linear cells' two scan forms instead (default cells: lru mingru)")
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--reps", type=int, default=5)
@@ -150,6 +201,12 @@ def main():
         print(json.dumps((jax_worker if kind == "jax" else torch_worker)(int(H), int(reps))))
         return
     load = os.getloadavg()
+    if a.scan is not None:
+        rows = scan_forms(a.scan or ["lru", "mingru"], SCAN_SHAPES, a.rounds, a.reps)
+        print(f"{jax.default_backend()}, load avg at start {load[0]:.2f}, at end {os.getloadavg()[0]:.2f}")
+        if a.json:
+            a.json.write_text(json.dumps({"load": load, "scan_forms": rows}, indent=1))
+        return
     try:
         import torch  # noqa: F401
     except ImportError:

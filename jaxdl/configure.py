@@ -87,8 +87,12 @@ def _typed(cls, values: Any, prefix: str, what: str):
 
 
 def _cells() -> tuple[str, ...]:
+    return tuple(sorted(cells_of()))
+
+
+def cells_of() -> dict:
     from jaxdl.models.cell import cells
-    return tuple(sorted(cells()))
+    return cells()
 
 
 def _model(values: dict, kind: str, task: str):
@@ -103,10 +107,23 @@ def _model(values: dict, kind: str, task: str):
                           f"(or leave model= out: task={task} picks model={fits[0]} by itself)")
     m = _typed(known[name], values, "model", f"model {name!r}")
     if isinstance(m, RecurrentConfig):
+        from jaxdl.config.schema import CELL_OPTIONS
         from jaxdl.models.cell import get_cell
-        if m.forget_bias is not None and "forget_bias" not in get_cell(name).options:
+        cell = get_cell(name)
+        if m.forget_bias is not None and "forget_bias" not in cell.options:
             raise ConfigError(f"model.forget_bias: model {name!r} has no forget gate; only model=lstm takes it "
                               "(remove model.forget_bias)")
+        for opt in CELL_OPTIONS:
+            if getattr(m, opt) is not None and opt not in cell.options:
+                takers = sorted(n for n, c in cells_of().items() if opt in c.options)
+                raise ConfigError(f"model.{opt}: model {name!r} does not take it; only model={'|'.join(takers)} "
+                                  f"does (remove model.{opt})")
+        if m.scan not in ("auto", *cell.forms):
+            raise ConfigError(f"model.scan={m.scan}: model {name!r} has the forms {list(cell.forms)} only (it is "
+                              "not linear in its state); set model.scan=auto")
+        if m.hoist is False and cell.elementwise is not None:
+            raise ConfigError(f"model.hoist=false: model {name!r} projects its inputs for all steps at once (its "
+                              "recurrence is element-wise, no matmul to keep in the loop); remove model.hoist")
     return m
 
 
@@ -143,7 +160,18 @@ def _check_uses(keys: list[str], kind: str, task: str) -> None:
         raise ConfigError(f"{key}: task {task!r} does not use this setting: {why}; remove {key}")
 
 
-def _check_stream(keys: list[str], task, tbptt: TBPTTConfig, estimator: EstimatorConfig) -> None:
+def _emits(cell) -> bool:
+    """Whether an element-wise cell's carry holds more than its state (an output that mixes
+    units within a step, as the LRU's y = Re(C h) + D x)."""
+    if cell.elementwise is None:
+        return False
+    import jax
+    p = cell.init(jax.random.PRNGKey(0), 1, 2)
+    carry = cell.carry(p, 1)
+    return len(carry) != len(cell.elementwise(p).split(carry))
+
+
+def _check_stream(keys: list[str], task, tbptt: TBPTTConfig, estimator: EstimatorConfig, model) -> None:
     """What a stream task's settings do depends on the estimator and on the task: refuse
     the given keys that would not act."""
     required = getattr(type(task), "REQUIRED_RESET", None)
@@ -163,6 +191,17 @@ def _check_stream(keys: list[str], task, tbptt: TBPTTConfig, estimator: Estimato
     if estimator.name == "tbptt" and "estimator.every" in keys:
         raise ConfigError("estimator.every: acts with the online estimators (estimator=rtrl|uoro|snap1); "
                           "TBPTT updates every tbptt.k1 steps")
+    if estimator.name in ("snap1", "zucchet"):
+        from jaxdl.models.cell import get_cell
+        cell = get_cell(model.name)
+        elementwise = cell.elementwise is not None
+        if estimator.name == "snap1" and (_emits(cell) or model.block != "none"):
+            raise ConfigError(f"estimator=snap1: model={model.name} with model.block={model.block} has outputs that "
+                              "mix units within a step (no per-unit sparsity pattern); use estimator=zucchet for an "
+                              "element-wise cell (SnAp-1's pattern on its state, exact per layer) or model.block=none")
+        if estimator.name == "zucchet" and not elementwise:
+            raise ConfigError(f"estimator=zucchet: model={model.name} is not element-wise in its state; use "
+                              "model=lru|mingru|minlstm, or estimator=snap1 for a dense cell")
     if estimator.name != "tbptt":
         for k in ("tbptt.k1", "tbptt.k2"):
             if k in keys:
@@ -255,7 +294,7 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
     given = _given(overrides)
     _check_uses(given, entry.kind, name)
     if entry.kind == "stream":
-        _check_stream(given, task, tbptt, estimator)
+        _check_stream(given, task, tbptt, estimator, model)
     return Config(task, entry.kind, model, optim, tbptt, estimator, train, logger, seed,
                   str(c.get("data_dir", "")), search.varied, mesh, dist, search)
 

@@ -14,13 +14,14 @@ from jaxdl.config.fields import setting
 
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
 RESET_POLICIES = ("batch", "epoch", "never")
-ESTIMATORS = ("tbptt", "rtrl", "uoro", "snap1")
+ESTIMATORS = ("tbptt", "rtrl", "uoro", "snap1", "zucchet")
+CELL_OPTIONS = ("forget_bias", "r_min", "r_max", "max_phase")   # init options; a cell lists those it takes
 
 
 @dataclass(frozen=True)
 class RecurrentConfig:
-    """model=lstm | gru | rnn: a stack of recurrent layers (jaxdl.models.cell) with a
-    Dense readout."""
+    """model=lstm | gru | rnn | lru | mingru | minlstm: a stack of recurrent layers
+    (jaxdl.models.cell) with a Dense readout."""
     name: str = setting("lstm", doc="the cell: a module of jaxdl.models with a CELL")
     hidden: int = setting(64, ge=1, doc="units per layer")
     layers: int = setting(1, ge=1, doc="stacked layers")
@@ -29,6 +30,13 @@ class RecurrentConfig:
     dtype: str = setting("float32", choices=("float32", "bfloat16"),
                          doc="matmul inputs; params, state and accumulation stay float32")
     remat: str = setting("none", choices=("none", "sqrt"), doc="recompute activations from sqrt(k2) checkpoints")
+    block: str = setting("none", choices=("none", "glu", "mlp"),
+                         doc="each layer inside the LRU paper's block: + position-wise GLU or MLP, residual")
+    scan: str = setting("auto", choices=("auto", "sequential", "parallel"),
+                        doc="linear cells: lax.scan or associative_scan (auto: the faster on this platform)")
+    r_min: Optional[float] = setting(None, ge=0, lt=1, doc="LRU only: smallest initial |lambda| (null: 0)")
+    r_max: Optional[float] = setting(None, gt=0, doc="LRU only: largest initial |lambda|, <= 1 (null: 1)")
+    max_phase: Optional[float] = setting(None, gt=0, doc="LRU only: largest initial phase of lambda (null: 2 pi)")
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,7 @@ class TBPTTConfig:
 
 @dataclass(frozen=True)
 class EstimatorConfig:
-    """estimator=tbptt | rtrl | uoro | snap1: how a stream task's gradient is computed."""
+    """estimator=tbptt | rtrl | uoro | snap1 | zucchet: how a stream task's gradient is computed."""
     name: str = setting("tbptt", choices=ESTIMATORS)
     every: int = setting(10, ge=1, doc="online estimators: an update every `every` steps")
 

@@ -17,6 +17,11 @@ whole stream (from the last reset) with the parameters held fixed, for every lay
 Cost per step and stream: time O(n^2 p) (LSTM of H units, one layer: n = 2H, p ~ 4H^2,
 so O(H^4)); memory O(n p) for M (O(H^3)). rtrl_memory_bytes estimates it before compute.
 M is stored as a pytree like params["layers"] with a leading [n] axis on every leaf.
+
+One element-wise layer (an LRU, minGRU or minLSTM layer, or a block around one;
+jaxdl.models.cell.Elementwise): J_t is diagonal per unit, so the exact influence is k
+numbers per parameter, and `rtrl` runs jaxdl.estimators.elementwise on it: the same
+exact gradient at about the cost of a few forward passes, memory k x p.
 """
 from __future__ import annotations
 
@@ -24,8 +29,14 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jaxdl.estimators.elementwise import elementwise_estimator, elementwise_memory_bytes, is_elementwise
 from jaxdl.estimators.online import (Estimator, batch_step, hold, param_size, stack_step, state_size,
                                      step_loss)
+
+
+def exact_elementwise(layers) -> bool:
+    """One element-wise layer: where the element-wise influence is exact RTRL."""
+    return len(layers) == 1 and is_elementwise(layers)
 
 
 def _influence_zero(layers):
@@ -51,20 +62,31 @@ def rtrl(objective) -> Estimator:
         s2, M = hold(m, (unravel(new), M), (s, est["M"]))
         return s2, {"M": M}, {"layers": g_layers, "readout": g_read}, sums
 
+    elementwise = elementwise_estimator(objective, "rtrl")
+    dense_step = batch_step(stream)
+
     def init(params, batch, key=None):
+        if exact_elementwise(params["layers"]):
+            return elementwise.init(params, batch, key)
         z = _influence_zero(params["layers"])
         return {"M": jax.tree.map(lambda a: jnp.broadcast_to(a, (batch,) + a.shape), z)}
+
+    def step(params, *args):
+        return (elementwise.step if exact_elementwise(params["layers"]) else dense_step)(params, *args)
 
     def reset(est):
         return jax.tree.map(jnp.zeros_like, est)
 
-    return Estimator("rtrl", init, reset, batch_step(stream))
+    return Estimator("rtrl", init, reset, step)
 
 
 def rtrl_memory_bytes(layers, streams: int) -> int:
     """Bytes RTRL holds per member at once for `streams` streams: the influence M_t, the
     immediate influence I_t and the new M_t (3 x n x p each) and J_t (n x n), in the
-    params' dtype. layers: params["layers"] or their shapes (jax.eval_shape of rnn_init)."""
+    params' dtype (one element-wise layer: its influence, elementwise_memory_bytes).
+    layers: params["layers"] or their shapes (jax.eval_shape of rnn_init)."""
+    if exact_elementwise(layers):
+        return elementwise_memory_bytes(layers, streams)
     n = state_size(layers)
     p = param_size(layers)
     item = jax.tree.leaves(layers)[0].dtype.itemsize

@@ -5,18 +5,21 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
 (jaxdl.estimators) and the Keras-style layers reach every cell through it.
 
     init(key, in_dim, hidden, dtype, **options) -> params
-        a NamedTuple of arrays; EVERY leaf's last axis is G*H (G gate blocks of the H
-        units, gate-major), so column j of any leaf feeds unit j % H. The recurrent
-        weight leaf is named `wh` [H, G*H]: it is the only path from one unit's state
-        to another's (what SnAp-1 relies on).
+        a NamedTuple of arrays. A dense cell (LSTM, GRU, Elman): EVERY leaf's last axis
+        is G*H (G gate blocks of the H units, gate-major), so column j of any leaf feeds
+        unit j % H, and the recurrent weight leaf `wh` [H, G*H] is the only path from
+        one unit's state to another's (what SnAp-1 relies on). An element-wise cell
+        (`elementwise`, below) has no `wh`.
     carry(params, batch) -> carry      the zero state: a tuple of [B, H] arrays
-    scan(params, xs [T, B, D], carry, mask [T, B] | None, hoist, compute_dtype)
-        -> (hs [T, B, H], carry)       the fast path (the stack adds remat around it)
+    scan(params, xs [T, B, D], carry, mask [T, B] | None, hoist, compute_dtype, form)
+        -> (hs [T, B, H], carry)       the fast path (the stack adds remat around it);
+                                       form: one of `forms` or "auto"/None
     step(params, carry, x [B, D], rec=jnp.matmul) -> carry
         one unmasked step, plain jnp, differentiable by autodiff in every argument:
-        the transition the online estimators (RTRL, UORO, SnAp-1) differentiate. The
-        recurrent product h @ wh is computed as rec(h, params.wh) and nowhere else
-    output(carry) -> h [B, H]          what the next layer and the readout see
+        the transition the online estimators (RTRL, UORO, SnAp-1) differentiate. A
+        dense cell computes the recurrent product h @ wh as rec(h, params.wh) and
+        nowhere else; an element-wise cell has none and ignores rec
+    output(carry) -> h [B, H]          what the next layer and the readout see (carry[0])
     reference(params, xs, carry, mask, compute_dtype) -> (hs, carry)
         the same recurrence as a plain lax.scan of `step`, differentiated by
         autodiff: the oracle of the tests
@@ -24,6 +27,21 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
     options: init options the cell takes (e.g. ("forget_bias",)); a config setting a
         cell does not list is refused before any compute
     gates: G, the gate blocks of the parameter columns (LSTM 4, GRU 3, Elman 1)
+    forms: the scan forms the cell has: ("sequential",) for a cell nonlinear in its
+        state, ("sequential", "parallel") for a linear one (jaxdl.models.linear_scan)
+    elementwise: None for a dense cell; for an element-wise one, params ->
+        Elementwise(...) (below): the recurrence split from what the step emits, which
+        the element-wise estimators (jaxdl.estimators.elementwise) use
+    wrapper: True for a cell that wraps another (jaxdl.models.block): not a `model=`
+        name of its own, found by cell_of from its params
+
+An element-wise cell's carry is (emitted..., state...): its step is
+
+    state' = rec(params, state, x)        element-wise in the units: unit u of state'
+                                          reads unit u of state only, and parameter
+                                          column j (every `recurrent` leaf's last axis,
+                                          G*H wide) feeds unit j % H only
+    carry' = emit(params, state', x)      position-wise: no state of an earlier step
 
 `cells()` finds every module of jaxdl.models with a CELL, so adding a cell is one
 module (plus conf/model/<name>.yaml and its tests): docs/cells.md.
@@ -34,6 +52,22 @@ import importlib
 import pkgutil
 from functools import cache
 from typing import Callable, NamedTuple
+
+import jax
+
+
+class Elementwise(NamedTuple):
+    """The element-wise structure of a cell's step (see the module docstring).
+
+    split(carry) -> state                 the k recurrent components, each [B, H]
+    rec(params, state, x [B, D]) -> state the element-wise recurrence
+    emit(params, state, x) -> carry       the whole carry from the new state
+    recurrent(params) -> tuple of bool    per leaf (jax.tree.leaves order): enters rec
+    """
+    split: Callable
+    rec: Callable
+    emit: Callable
+    recurrent: Callable
 
 
 class Cell(NamedTuple):
@@ -47,32 +81,54 @@ class Cell(NamedTuple):
     params: type            # the NamedTuple class of its params (the stack finds a layer's cell by it)
     options: tuple = ()
     gates: int = 1
+    forms: tuple = ("sequential",)
+    elementwise: Callable | None = None
+    wrapper: bool = False
 
 
 def hidden_of(params) -> int:
-    """H of a cell's params: the recurrent weight is [H, G*H]."""
-    return params.wh.shape[0]
+    """H of a layer's params: the width of its output (carry[0])."""
+    c = cell_of(params)
+    return jax.eval_shape(lambda: c.output(c.carry(params, 1))).shape[-1]
+
+
+def elementwise_of(params) -> Elementwise | None:
+    """The Elementwise structure of a layer whose cell is element-wise, else None."""
+    f = cell_of(params).elementwise
+    return None if f is None else f(params)
 
 
 @cache
-def cells() -> dict[str, Cell]:
-    """Every cell of jaxdl.models by name (modules that define CELL)."""
+def _all_cells() -> dict[str, Cell]:
+    """Every Cell of jaxdl.models by name (modules that define CELL or CELLS), wrappers too."""
     import jaxdl.models as pkg
     found = {}
     for info in pkgutil.iter_modules(pkg.__path__):
         mod = importlib.import_module(f"jaxdl.models.{info.name}")
-        c = getattr(mod, "CELL", None)
-        if isinstance(c, Cell):
-            found[c.name] = c
+        for c in (getattr(mod, "CELL", None), *getattr(mod, "CELLS", ())):
+            if isinstance(c, Cell):
+                found[c.name] = c
     return found
+
+
+def cells() -> dict[str, Cell]:
+    """Every cell `model=` can name (wrappers such as the blocks excluded)."""
+    return {k: c for k, c in _all_cells().items() if not c.wrapper}
 
 
 def cell_of(layer_params) -> Cell:
     """The cell whose params these are."""
-    for c in cells().values():
+    for c in _all_cells().values():
         if isinstance(layer_params, c.params):
             return c
     raise TypeError(f"{type(layer_params).__name__} is not the params of a registered cell")
+
+
+def check_form(cell: Cell, form) -> None:
+    """Refuse a scan form the cell does not have, naming model.scan."""
+    if form not in (None, "auto") and form not in cell.forms:
+        raise ValueError(f"model.scan={form}: cell {cell.name!r} has the forms {list(cell.forms)} only "
+                         f"(it is not linear in its state); set model.scan=auto")
 
 
 def get_cell(name: str) -> Cell:
@@ -80,3 +136,14 @@ def get_cell(name: str) -> Cell:
     if name not in known:
         raise ValueError(f"unknown cell {name!r}; known cells: {sorted(known)} (set model=<one of them>)")
     return known[name]
+
+
+def sequential_only(name: str, scan: Callable) -> Callable:
+    """scan(params, xs, carry, mask, hoist, compute_dtype) of a cell with only the sequential
+    form, taking (and checking) the `form` keyword every Cell.scan takes."""
+    def run(params, xs, carry, mask=None, hoist=None, compute_dtype=None, form=None):
+        if form not in (None, "auto", "sequential"):
+            raise ValueError(f"model.scan={form}: cell {name!r} has the sequential form only (it is not "
+                             "linear in its state); set model.scan=auto")
+        return scan(params, xs, carry, mask, hoist, compute_dtype)
+    return run

@@ -25,7 +25,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.cell import Cell
+from jaxdl.models.cell import Cell, sequential_only
 from jaxdl.models.products import matmul
 from jaxdl.models.remat import remat_scan, segment_length
 from jaxdl.models.scan_args import check_scan_args, one_state_reference
@@ -106,5 +106,5 @@ def elman_scan(params: ElmanParams, xs, carry, mask=None, hoist: bool | None = N
 CELL = Cell(
     name="rnn", init=elman_init,
     carry=lambda params, batch: (jnp.zeros((batch, params.wh.shape[0]), params.wh.dtype),),
-    scan=elman_scan, step=elman_step, output=lambda carry: carry[0],
+    scan=sequential_only("rnn", elman_scan), step=elman_step, output=lambda carry: carry[0],
     reference=elman_scan_reference, params=ElmanParams, options=(), gates=1)

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.cell import Cell
+from jaxdl.models.cell import Cell, sequential_only
 from jaxdl.models.products import matmul
 from jaxdl.models.remat import remat_scan, segment_length
 from jaxdl.models.scan_args import check_scan_args, one_state_reference
@@ -199,5 +199,5 @@ def gru_scan(params: GRUParams, xs, carry, mask=None, hoist: bool | None = None,
 CELL = Cell(
     name="gru", init=gru_init,
     carry=lambda params, batch: zero_carry(batch, params.wh.shape[0], params.wh.dtype),
-    scan=gru_scan, step=gru_step, output=lambda carry: carry[0],
+    scan=sequential_only("gru", gru_scan), step=gru_step, output=lambda carry: carry[0],
     reference=gru_scan_reference, params=GRUParams, options=(), gates=3)

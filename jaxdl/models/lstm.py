@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
-from jaxdl.models.cell import Cell
+from jaxdl.models.cell import Cell, sequential_only
 from jaxdl.models.products import (compute_dtype_of, contract_lead, default_hoist, matmul, member_contract,
                                    member_matmul)
 from jaxdl.models.remat import remat_scan, segment_length
@@ -373,7 +373,7 @@ def _init(key, in_dim: int, hidden: int, dtype=jnp.float32, forget_bias: float =
 CELL = Cell(
     name="lstm", init=_init,
     carry=lambda params, batch: zero_carry(batch, params.wh.shape[0], params.wh.dtype),
-    scan=lambda params, xs, carry, mask=None, hoist=None, compute_dtype=None:
-        lstm_scan(params, xs, carry, mask, hoist, compute_dtype),
+    scan=sequential_only("lstm", lambda params, xs, carry, mask=None, hoist=None, compute_dtype=None:
+                         lstm_scan(params, xs, carry, mask, hoist, compute_dtype)),
     step=lstm_step, output=lambda carry: carry[0], reference=lstm_scan_reference,
     params=LSTMParams, options=("forget_bias",), gates=4)

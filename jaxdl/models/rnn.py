@@ -7,13 +7,15 @@ the GRU and the Elman RNN). A layer's params name their cell (Cell.params).
     rnn_apply(params, xs [T, B, D], carry, mask [T, B] | None) -> (ys [T, B, O], carry)
     rnn_apply_last(params, xs, carry, mask) -> (y [B, O], carry)   readout on the last step only
 
-Every apply takes the same keywords (model.hoist, model.dtype, model.remat in the config):
+Every apply takes the same keywords (model.hoist, model.dtype, model.remat, model.scan in the config):
     hoist          None (auto) | bool: the input projection outside the time loop
     compute_dtype  None | "float32" | "bfloat16": bf16 matmul inputs with float32
                    accumulation (readout included); params, cell state, outputs stay float32
     remat          None | "none" | "sqrt" | a segment length: the whole stack (and the
                    readout) runs in checkpointed segments of time, recomputed in the
                    backward pass (jaxdl.models.remat): memory O(sqrt(T)) instead of O(T)
+    form           None | "auto" | "sequential" | "parallel": the scan form of a linear cell
+                   (jaxdl.models.linear_scan); a cell nonlinear in its state has "sequential" only
 """
 from __future__ import annotations
 
@@ -29,10 +31,12 @@ from jaxdl.models.remat import remat_scan, segment_length
 
 
 def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell: str = "lstm",
-             dtype=jnp.float32, **options):
+             dtype=jnp.float32, block: str | None = None, **options):
     """Params {"layers": [cell params per layer], "readout": dense params}. `dtype` is the
     parameters' (master weights') dtype; the compute dtype is an apply argument.
-    options: the cell's init options (Cell.options, e.g. forget_bias for the LSTM)."""
+    block: None | "none" | "glu" | "mlp": every layer is the cell inside the LRU paper's
+    block (jaxdl.models.block). options: the cell's init options (Cell.options, e.g.
+    forget_bias for the LSTM)."""
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
     c = get_cell(cell)
@@ -40,6 +44,11 @@ def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell:
     if unknown:
         raise ValueError(f"cell {cell!r} takes no option {sorted(unknown)} (it takes {list(c.options) or 'none'}); "
                          f"remove {', '.join(sorted(unknown))}")
+    if block not in (None, "none"):
+        from jaxdl.models.block import BLOCKS
+        if block not in BLOCKS:
+            raise ValueError(f"unknown block {block!r}; use one of {['none', *BLOCKS]} (set model.block=none)")
+        c, options = BLOCKS[block], {**options, "inner": cell}
     keys = jax.random.split(key, layers + 1)
     stack = [c.init(keys[i], in_dim if i == 0 else hidden, hidden, dtype, **options) for i in range(layers)]
     return {"layers": stack, "readout": dense_init(keys[-1], hidden, out_dim, dtype)}
@@ -85,37 +94,37 @@ def _readout(params, hs, compute_dtype):
     return _mixed_dense(hs, params["readout"]["w"], params["readout"]["b"], cd)
 
 
-def _stack(params, xs, carry, mask, hoist, compute_dtype):
+def _stack(params, xs, carry, mask, hoist, compute_dtype, form=None):
     new = []
     h = xs
     for p, c in zip(params["layers"], carry):
-        h, c2 = cell_of(p).scan(p, h, c, mask, hoist, compute_dtype)
+        h, c2 = cell_of(p).scan(p, h, c, mask, hoist, compute_dtype, form=form)
         new.append(c2)
     return h, tuple(new)
 
 
-def rnn_features(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
+def rnn_features(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None, form=None):
     """Top layer's hidden states hs [T, B, H] and the new carry."""
     S = segment_length(xs.shape[0], remat)
     if S is None:
-        return _stack(params, xs, carry, mask, hoist, compute_dtype)
-    return remat_scan(lambda c, x, m: _stack(params, x, c, m, hoist, compute_dtype), carry, xs, mask, S)
+        return _stack(params, xs, carry, mask, hoist, compute_dtype, form)
+    return remat_scan(lambda c, x, m: _stack(params, x, c, m, hoist, compute_dtype, form), carry, xs, mask, S)
 
 
-def rnn_apply(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
+def rnn_apply(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None, form=None):
     """Readout on every step: xs [T, B, D] -> ys [T, B, O], carry."""
     S = segment_length(xs.shape[0], remat)
 
     def run(c, x, m):
-        hs, c = _stack(params, x, c, m, hoist, compute_dtype)
+        hs, c = _stack(params, x, c, m, hoist, compute_dtype, form)
         return _readout(params, hs, compute_dtype), c
     if S is None:
         return run(carry, xs, mask)
     return remat_scan(run, carry, xs, mask, S)
 
 
-def rnn_apply_last(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None):
+def rnn_apply_last(params, xs, carry, mask=None, hoist=None, compute_dtype=None, remat=None, form=None):
     """Readout on the last step only (sequence classification): xs [T, B, D] -> y [B, O].
     With a mask, "last" is the state after each sequence's last real step (held state)."""
-    _, carry = rnn_features(params, xs, carry, mask, hoist, compute_dtype, remat)
+    _, carry = rnn_features(params, xs, carry, mask, hoist, compute_dtype, remat, form)
     return _readout(params, rnn_output(carry), compute_dtype), carry

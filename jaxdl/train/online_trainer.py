@@ -26,7 +26,7 @@ import optax
 
 from jaxdl.data.batch import Batch, time_rows
 from jaxdl.data.prepared import SeqTask
-from jaxdl.estimators import get_estimator, rtrl_memory_bytes
+from jaxdl.estimators import ESTIMATORS, get_estimator, rtrl_memory_bytes
 from jaxdl.models.cell import get_cell
 from jaxdl.models.rnn import rnn_carry
 from jaxdl.objectives import get_objective
@@ -34,7 +34,7 @@ from jaxdl.train.loop import Trainer
 from jaxdl.train.tbptt import RESET_POLICIES, summarize
 from jaxdl.train.tbptt_trainer import _shuffle, evaluate_stream, init_params, stream_apply
 
-ONLINE = ("rtrl", "uoro", "snap1")
+ONLINE = tuple(ESTIMATORS)
 
 
 def device_memory_bytes() -> int:

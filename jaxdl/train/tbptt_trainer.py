@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+from jaxdl.config.schema import CELL_OPTIONS, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
 from jaxdl.data.batch import Batch
 from jaxdl.data.prepared import SeqTask
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
@@ -28,18 +28,20 @@ def stream_apply(task: SeqTask, model: RecurrentConfig):
 
     def apply(p, x, c, m):
         x = jax.nn.one_hot(x, task.in_dim) if task.token_inputs else x
-        return rnn_apply(p, x, c, m, hoist=model.hoist, compute_dtype=cdt, remat=rm)
+        return rnn_apply(p, x, c, m, hoist=model.hoist, compute_dtype=cdt, remat=rm, form=model.scan)
     return apply
 
 
 def init_params(key, task: SeqTask, model: RecurrentConfig, hp: dict):
-    """The stack's params for the task's sizes; a population member's model.forget_bias
-    (hp) wins over model.forget_bias."""
-    options = {}
+    """The stack's params for the task's sizes (model.block around every layer); the cell's
+    init options set in model (CELL_OPTIONS); a population member's model.forget_bias (hp)
+    wins over model.forget_bias."""
+    options = {k: getattr(model, k) for k in CELL_OPTIONS if getattr(model, k) is not None}
     fb = hp.get("model.forget_bias", model.forget_bias)
     if fb is not None:
         options["forget_bias"] = fb
-    return rnn_init(key, task.in_dim, model.hidden, task.out_dim, model.layers, model.name, **options)
+    return rnn_init(key, task.in_dim, model.hidden, task.out_dim, model.layers, model.name,
+                    block=model.block, **options)
 
 
 def evaluate_stream(apply_fn, metrics_fn, init_carry, reset, params, batches: Batch) -> dict:

@@ -1,0 +1,186 @@
+"""Online learning of stacks of element-wise recurrent layers (Zucchet, Meier, Schug, Mujika &
+Sacramento 2023, "Online learning of long-range dependencies", NeurIPS): each layer's
+influence exact and kept in the shape of its parameters, the loss gradient passed down the
+layers at the same step only. With one layer it is exact RTRL (`estimator=rtrl` runs it
+there); with more it is the paper's approximation (`estimator=zucchet`).
+
+A layer whose cell is element-wise (jaxdl.models.cell.Elementwise: LRU, minGRU, minLSTM,
+and a block around one) splits its step into
+
+    s_t = rec(theta, s_{t-1}, x_t)       k components [H], unit u of s_t reads unit u of
+                                         s_{t-1} only; column j of every recurrent leaf
+                                         feeds unit j % H only
+    c_t = emit(phi, s_t, x_t)            the carry (what the layer above and the readout read)
+
+so ds_t/dtheta has one number per (component, parameter): the influence, per recurrent leaf
+of shape [k, *leaf.shape] (no [n, p] matrix),
+
+    M_t[a, j] = sum_b D_t[a, b, j % H] M_{t-1}[b, j] + I_t[a, j]
+    D_t[a, b, u] = ds^a_{t,u} / ds^b_{t-1,u}      (k jvps of rec, tangent: ones on component b)
+    I_t[a, j]    = ds^a_{t,j%H} / dtheta_j         (k vjps of rec, cotangent: ones on component a)
+
+and the gradient of L_t (per step, summed over t by the trainer):
+
+    dL_t/dtheta_j = sum_a e_t[a, j % H] M_t[a, j] + (the same-step path, if emit reads theta)
+    dL_t/dphi     = the same-step gradient through emit (exact: phi acts at step t only)
+    e_t[a, u]     = dL_t/ds^a_{t,u} through this step's emit, the layers above at step t
+                    and the readout (one vjp in an additive zero "push" on every layer's s_t)
+
+One layer: exact, the gradient of the loss over the whole stream with the parameters fixed
+(equal to full BPTT; tests/test_elementwise_estimators.py). Stacked layers: a lower layer's
+parameters influence an upper layer's state over time, which is dropped (the paper's
+approximation); the same-step path down the stack is kept.
+
+Cost per step and stream: about 2k + 3 forward passes of the stack (k = 2 for the LRU's
+complex state, 1 for minGRU / minLSTM); memory k x (recurrent parameters) numbers.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxdl.estimators.online import Estimator, _one, _unone, batch_step, hold, layer_output, step_loss
+from jaxdl.models.cell import cell_of, elementwise_of
+
+
+def is_elementwise(layers) -> bool:
+    """Whether every layer's cell is element-wise (the rule applies)."""
+    return all(elementwise_of(p) is not None for p in layers)
+
+
+def check_elementwise(layers, name: str) -> None:
+    bad = sorted({cell_of(p).name for p in layers if elementwise_of(p) is None})
+    if bad:
+        raise ValueError(f"estimator={name}: cells {bad} are not element-wise in their state; use "
+                         "model=lru|mingru|minlstm (or estimator=snap1 for a dense cell)")
+
+
+def _split_leaves(p):
+    """(recurrent leaves, rebuild(recurrent leaves) -> params) of one layer."""
+    leaves, treedef = jax.tree.flatten(p)
+    flags = elementwise_of(p).recurrent(p)
+
+    def rebuild(rec_leaves):
+        it = iter(rec_leaves)
+        return treedef.unflatten([next(it) if f else leaf for leaf, f in zip(leaves, flags)])
+    return tuple(leaf for leaf, f in zip(leaves, flags) if f), flags, rebuild
+
+
+def _state_width(p) -> int:
+    """k: the recurrent components of one layer's state."""
+    c = cell_of(p)
+    return len(elementwise_of(p).split(c.carry(p, 1)))
+
+
+def _rec(p, state, x):
+    """rec for one stream: state (k arrays [H]), x [D] -> state."""
+    return _unone(elementwise_of(p).rec(p, _one(state), x[None]))
+
+
+def _emit(p, state, x):
+    return _unone(elementwise_of(p).emit(p, _one(state), x[None]))
+
+
+def _by_unit(block, width: int):
+    """[..., H] -> [..., width]: entry j is block[..., j % H]."""
+    return jnp.tile(block, (1,) * (block.ndim - 1) + (width // block.shape[-1],))
+
+
+def _unit_tangents(state):
+    """k tangents (or cotangents) of a state of k [H] arrays: the b-th is ones on component b,
+    stacked on a leading axis (vmapped over)."""
+    k = len(state)
+    return tuple(jnp.stack([jnp.full_like(c, 1.0 if a == b else 0.0) for b in range(k)])
+                 for a, c in enumerate(state))
+
+
+def layer_influence(p, carry, x, M):
+    """One layer's step and influence update: carry (one stream), input x [D], M (tuple over
+    recurrent leaves of [k, *leaf.shape]) -> (new state s_t, M_t)."""
+    ew = elementwise_of(p)
+    s = tuple(ew.split(tuple(carry)))
+    new = _rec(p, s, x)
+    tangents = _unit_tangents(s)
+    Dt = jax.vmap(lambda t: jax.jvp(lambda ss: _rec(p, ss, x), (s,), (t,))[1])(tangents)
+    D = jnp.stack(Dt, axis=0)                                           # [a, b, H]
+    rec_leaves, _, rebuild = _split_leaves(p)
+    _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x), rec_leaves)
+    (I,) = jax.vmap(vjp)(tangents)                                      # leaves [k(a), *leaf.shape]
+    M = tuple(jnp.einsum("abj,b...j->a...j", _by_unit(D, Mi.shape[-1]), Mi) + Ii for Mi, Ii in zip(M, I))
+    return new, M
+
+
+def stream_step(objective, params, s, est, x, y, w, m):
+    """One step of one stream: (carry, {"M": per layer}, grads, sums); see the module docstring."""
+    layers, readout = params["layers"], params["readout"]
+    states, Ms, h = [], [], x
+    for p, c, Mi in zip(layers, s, est["M"]):
+        s2, Mi = layer_influence(p, c, h, Mi)
+        states.append(s2)
+        Ms.append(Mi)
+        h = layer_output(p, _emit(p, s2, h))
+    push = [jax.tree.map(jnp.zeros_like, st) for st in states]
+
+    def loss(lay, r, push):
+        new, h = [], x
+        for p_live, p, c, ps in zip(lay, layers, s, push):
+            st = _rec(jax.lax.stop_gradient(p), tuple(elementwise_of(p).split(tuple(c))), h)
+            c2 = _emit(p_live, tuple(a + b for a, b in zip(st, ps)), h)
+            new.append(c2)
+            h = layer_output(p_live, c2)
+        val, sums = step_loss(objective, r, lay, new, y, w)
+        return val, (sums, tuple(new))
+
+    (_, (sums, new)), (g_lay, g_read, g_push) = jax.value_and_grad(loss, argnums=(0, 1, 2), has_aux=True)(
+        layers, readout, push)
+    grads = []
+    for p, g, Mi, e in zip(layers, g_lay, Ms, g_push):
+        e = jnp.stack(e)                                                # [k, H]: dL_t/ds_t of this layer
+        leaves, treedef = jax.tree.flatten(g)
+        flags = elementwise_of(p).recurrent(p)
+        through = iter(jnp.einsum("aj,a...j->...j", _by_unit(e, Mk.shape[-1]), Mk) for Mk in Mi)
+        grads.append(treedef.unflatten([leaf + next(through) if f else leaf for leaf, f in zip(leaves, flags)]))
+    s2, Ms = hold(m, (new, tuple(Ms)), (s, est["M"]))
+    return s2, {"M": Ms}, {"layers": grads, "readout": g_read}, sums
+
+
+def influence_zero(layers, batch: int):
+    """Zero influence of `batch` streams: per layer a tuple over its recurrent leaves of
+    [B, k, *leaf.shape]."""
+    out = []
+    for p in layers:
+        k = _state_width(p)
+        rec_leaves, _, _ = _split_leaves(p)
+        out.append(tuple(jnp.zeros((batch, k) + a.shape, a.dtype) for a in rec_leaves))
+    return tuple(out)
+
+
+def elementwise_estimator(objective, name: str = "zucchet") -> Estimator:
+    """The rule over params["layers"] (every layer element-wise) for a jaxdl.objectives
+    `objective`. State: {"M": per layer, a tuple over recurrent leaves of [B, k, *leaf.shape]}."""
+    step = batch_step(lambda *a: stream_step(objective, *a))
+
+    def init(params, batch, key=None):
+        check_elementwise(params["layers"], name)
+        return {"M": influence_zero(params["layers"], batch)}
+
+    def reset(est):
+        return jax.tree.map(jnp.zeros_like, est)
+
+    return Estimator(name, init, reset, step)
+
+
+def zucchet(objective) -> Estimator:
+    """estimator=zucchet: the multi-layer rule of Zucchet et al. 2023."""
+    return elementwise_estimator(objective, "zucchet")
+
+
+def elementwise_memory_bytes(layers, streams: int) -> int:
+    """Bytes the rule holds per member at once for `streams` streams: M_t, I_t and the new
+    M_t (3 x k x recurrent parameters per layer) in the params' dtype. layers: params or
+    their shapes."""
+    total = 0
+    for p in layers:
+        rec_leaves, _, _ = _split_leaves(p)
+        total += 3 * _state_width(p) * sum(a.size * a.dtype.itemsize for a in rec_leaves)
+    return int(streams * total)
