@@ -51,7 +51,8 @@ def rademacher_bits(key, shape, dtype) -> jax.Array:
 
 def _sq(tree):
     """Per-stream squared norm of a pytree of [B, ...] leaves -> [B]."""
-    return sum((a * a).sum(tuple(range(1, a.ndim))) for a in jax.tree.leaves(tree))
+    return sum(jnp.einsum("bi,bi->b", a.reshape(a.shape[0], -1), a.reshape(a.shape[0], -1))
+               for a in jax.tree.leaves(tree))
 
 
 def _combine(coef, tree):
@@ -97,11 +98,7 @@ def uoro(objective, eps: float = EPS) -> Estimator:
         u = jax.tree.map(_swap, u)
         norm = lambda a: jnp.sqrt(jnp.einsum("bi,bi->b", a, a))
         rho0 = jnp.sqrt(jnp.sqrt(_sq(est["theta"])) / (norm(Js) + eps)) + eps            # [B]
-        def vjp_only(sb, xb, nb):
-            flat, _, F = flat_step(layers, sb, xb)
-            return jax.vjp(lambda th: F(th, flat), layers)[1](nb)[0]
-        u_neg = jax.vmap(vjp_only)(carry, x, -nu)
-        rho1 = jnp.sqrt(jnp.sqrt(_sq(u_neg)) / (norm(nu) + eps)) + eps
+        rho1 = jnp.sqrt(jnp.sqrt(_sq(u)) / (norm(nu) + eps)) + eps
         s_t = rho0[:, None] * Js + rho1[:, None] * nu
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0], carry))[1]
 
