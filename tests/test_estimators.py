@@ -313,12 +313,14 @@ def _uoro_reference(params, data, carry0, key):
     return unr_th(total)
 
 
-def test_uoro_equals_its_equations_with_the_same_signs(x64):
-    """The batched UORO (one pass over theta~ per step, the hold folded into its scalars)
-    against a per-stream implementation of the paper's equations with the same noise:
-    float64, 1e-10, every leaf of a 2-layer LSTM, a nonzero state, a held step whose loss
-    still counts."""
-    params, data, carry0 = _problem("lstm", 2, key=6)
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1), ("rnn", 1)])
+def test_uoro_equals_its_equations_with_the_same_signs(x64, cell, layers):
+    """The batched UORO (one pass over theta~ per step, the hold folded into its scalars,
+    |nu^T I_t| of wh as |h| |g|) against a per-stream implementation of the paper's
+    equations with the same noise: float64, 1e-10, every leaf, a nonzero state, a held step
+    whose loss still counts."""
+    _cell_or_skip(cell)
+    params, data, carry0 = _problem(cell, layers, key=6)
     data = _held_weighted(data)
     want = _uoro_reference(params, data, carry0, jax.random.PRNGKey(3))
     got = jax.jit(lambda p: _online_grad("uoro", p, data, carry0, key=3))(params)["layers"]

@@ -17,7 +17,8 @@ D_t, generically for any cell: the step is called with rec(h, wh) = stop_gradien
 in h keeps only each unit's own columns, so k jvps (tangent: ones on one carry component of
 every unit) give every unit's k x k block exactly. I_t: k vjps in theta (cotangent: ones on
 one carry component). M_t is stored compactly: per layer, a pytree like its params with a
-leading [k] axis (k x p numbers, not a masked n x p matrix).
+leading [k] axis (k x p numbers, not a masked n x p matrix), a matrix leaf's last two axes
+swapped (the order in which the vjp of h @ W forms its outer products).
 
 Stacked layers: each layer's parameters keep influence on their own layer's units only; the
 input from the layer below is taken as given at each step (its influence on the layer above
@@ -28,7 +29,8 @@ sees only its own past) SnAp-1 is RTRL exactly; with two layers, the top layer's
 still is, the lower layer's is not.
 
 Cost per step and stream: about 2k + 2 forward passes of the stack (time O(k p), O(H^2) for
-a layer of H units, as backprop); memory k x p.
+a layer of H units, as backprop); memory k x p. On a CPU the B x k x p influence's memory
+traffic is the price, so the step is batched where it touches M: see `snap1`.
 """
 from __future__ import annotations
 

@@ -19,14 +19,17 @@ The price (Tallec & Ollivier: about the cost of a forward pass per step). The n-
 (the jvp, the vjp's backward through the step) is per stream and vmapped; theta~ [B, p] is
 what costs, so the step touches it as few times as it can, batched over the B streams:
 one multiply-add writes theta~_t (the hold of a masked step folded into its two per-stream
-scalars), one read gives |theta~_{t-1}|, and the gradient
+scalars, the outer products of nu^T I_t formed in the same pass), one read gives
+|theta~_{t-1}|, and the gradient
 
-    sum_b c_b theta~_{t,b} = sum_b (c_b / rho0_b) theta~_{t-1,b} + sum_b (c_b / rho1_b) (nu_b^T I_b),
-    c_b = dL_t/ds_t . s~_t
+    sum_b c_b theta~_{t,b} (unheld) = sum_b k_b theta~_{t,b} (stored) + sum_b c_b [held_b] (nu_b^T I_b) / rho1_b,
+    c_b = dL_t/ds_t . s~_t,   k_b = c_b, or c_b / rho0_b on a held step
 
-is one [B] x [B, p] product plus one vjp of the batched step with cotangents c_b nu_b / rho1_b
-(the per-stream outer products summed as one matmul, never stored). The signs are drawn as
-bits, 32 per random word. Memory O(n + p) per stream.
+is one [B] x [B, p] product, plus, only on a held step, one vjp of the batched step (the
+per-stream outer products summed as one matmul, never stored). |nu^T I_t| needs no pass over
+p numbers per stream for the recurrent weight: wh enters a cell only as rec(h, wh) = h @ wh,
+so its part of nu^T I_t is h g^T and |h g^T| = |h| |g| (forward). The signs are drawn as bits,
+32 per random word. Memory O(n + p) per stream.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxdl.estimators.online import Estimator, stack_step, state_size, step_loss
+from jaxdl.estimators.online import Estimator, layer_output, layer_step, stack_step, state_size, step_loss
 
 EPS = 1e-7
 
@@ -78,11 +81,44 @@ def uoro(objective, eps: float = EPS) -> Estimator:
         return flat, unravel, lambda th, sf: ravel_pytree(stack_step(th, unravel(sf), x))[0]
 
     def forward(layers, s, s_tilde, x, nu):
-        """One stream: s_t (flat), J_t s~_{t-1}, nu^T I_t (a pytree like layers)."""
-        flat, _, F = flat_step(layers, s, x)
+        """One stream: s_t (flat), J_t s~_{t-1}, u = nu^T I_t (a pytree like layers) and |u|^2.
+        A recurrent weight wh enters the step only as rec(h, wh) = h @ wh (the cell
+        interface), so its part of u is the outer product h g^T, g = nu^T d s_t / d(h @ wh),
+        and |h g^T|^2 = |h|^2 |g|^2: the vjp in a zero added to each layer's h @ wh gives g,
+        and u's largest leaf is never summed (nor stored: the update forms it)."""
+        flat, unravel, F = flat_step(layers, s, x)
         new, Js = jax.jvp(lambda sf: F(layers, sf), (flat,), (s_tilde,))
-        _, vjp = jax.vjp(lambda th: F(th, flat), layers)
-        return new, Js, vjp(nu)[0]
+        zs = [jnp.zeros((1, p.wh.shape[-1]), p.wh.dtype) if hasattr(p, "wh") else None for p in layers]
+
+        def probed(th, zs):
+            seen = []
+
+            def rec_of(z):
+                def rec(h, wh):
+                    seen.append(h)
+                    return h @ wh + z
+                return rec
+            hh, out = x, []
+            for p, c, z in zip(th, unravel(flat), zs):
+                c2 = layer_step(p, c, hh, jnp.matmul if z is None else rec_of(z))
+                out.append(c2)
+                hh = layer_output(p, c2)
+            return ravel_pytree(tuple(out))[0], seen
+        _, vjp, seen = jax.vjp(probed, layers, zs, has_aux=True)
+        if len(seen) != sum(z is not None for z in zs):
+            raise ValueError("a cell with a recurrent weight wh must compute h @ wh as rec(h, wh), once per step "
+                             "(jaxdl.models.cell); UORO's norm of nu^T I_t relies on it")
+        u, gz = vjp(nu)
+        sq, k = 0.0, 0
+        for p, up, g in zip(layers, u, gz):
+            if g is None:
+                sq = sq + sum((a * a).sum() for a in jax.tree.leaves(up))
+                continue
+            h = seen[k]
+            k += 1
+            sq = sq + (h * h).sum() * (g * g).sum() + sum(
+                (a * a).sum() for name, a in zip(p._fields, up) if name != "wh")
+        return new, Js, u, sq
 
     def immediate_sum(layers, s, x, cot):
         """sum_b cot_b^T I_b: the vjp in theta of the batched step (one matmul per leaf)."""
@@ -94,11 +130,11 @@ def uoro(objective, eps: float = EPS) -> Estimator:
         layers, readout = params["layers"], params["readout"]
         key, sub = jax.random.split(est["key"])
         nu = rademacher_bits(sub, est["s"].shape, est["s"].dtype)
-        new, Js, u = jax.vmap(forward, in_axes=(None, 0, 0, 0, 0))(layers, carry, est["s"], x, nu)
+        new, Js, u, usq = jax.vmap(forward, in_axes=(None, 0, 0, 0, 0))(layers, carry, est["s"], x, nu)
         u = jax.tree.map(_swap, u)
         norm = lambda a: jnp.sqrt(jnp.einsum("bi,bi->b", a, a))
         rho0 = jnp.sqrt(jnp.sqrt(_sq(est["theta"])) / (norm(Js) + eps)) + eps            # [B]
-        rho1 = jnp.sqrt(jnp.sqrt(_sq(u)) / (norm(nu) + eps)) + eps
+        rho1 = jnp.sqrt(jnp.sqrt(usq) / (norm(nu) + eps)) + eps
         s_t = rho0[:, None] * Js + rho1[:, None] * nu
         unravel = ravel_pytree(jax.tree.map(lambda a: a[0], carry))[1]
 
