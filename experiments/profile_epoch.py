@@ -1,10 +1,11 @@
 """Where an epoch of the default job's trainer spends its time: XLA's per-op profile.
 
-    python experiments/profile_epoch.py [--members 1] [--top 25] [--length 2000]
+    python experiments/profile_epoch.py [--members 1] [--top 25] [--length 2000] [--estimator uoro]
 
 Compiles the program train_loop compiles for the echo default job (hidden 64, TBPTT(10, 20),
-32 streams; jax.jit(jax.vmap(trainer.train_epoch)) over --members members), runs one epoch
-to warm up, then one under jax.profiler.trace, reads the trace's per-thunk events (the
+or --estimator uoro | snap1 | rtrl with an update every 10 steps; 32 streams;
+jax.jit(jax.vmap(trainer.train_epoch)) over --members members), runs one epoch to warm up,
+then one under jax.profiler.trace, reads the trace's per-thunk events (the
 Perfetto JSON JAX writes) and prints the time per kind of op (products, element-wise
 fusions, buffer updates and slices, copies and transposes, loop control) and the --top ops,
 each with its count per epoch and its result shape from the compiled HLO. The profiler
@@ -46,17 +47,25 @@ def main(argv=None) -> dict:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--length", type=int, default=2000)
     ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--estimator", default="tbptt", help="tbptt, or an online estimator (rtrl, uoro, snap1) with "
+                                                          "estimator.every=10")
     a = ap.parse_args(argv)
     import jax
 
-    from jaxdl.config.schema import OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+    from jaxdl.config.schema import EstimatorConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
+    from jaxdl.optimizers import optimizers
     from jaxdl.tasks.synthetic import EchoConfig, echo
     from jaxdl.train.loop import init_members
+    from jaxdl.train.online_trainer import online_trainer
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
     task = echo(EchoConfig(lag=8, length=a.length, streams=32, test_length=200, val_length=0), 0)
-    tr = tbptt_trainer(task, RecurrentConfig(hidden=a.hidden), OptimConfig(), TBPTTConfig(k1=10, k2=20),
-                       TrainConfig())
+    if a.estimator == "tbptt":
+        tr = tbptt_trainer(task, RecurrentConfig(hidden=a.hidden), OptimConfig(), TBPTTConfig(k1=10, k2=20),
+                           TrainConfig())
+    else:
+        tr = online_trainer(task, RecurrentConfig(hidden=a.hidden), optimizers(OptimConfig()),
+                            EstimatorConfig(a.estimator, 10))
     epoch = jax.jit(jax.vmap(tr.train_epoch, in_axes=(0, None)))
     state, inputs = init_members(tr, 0, a.members), tr.epoch_inputs(0)
     shapes = {}
@@ -93,8 +102,9 @@ def main(argv=None) -> dict:
             kinds[kind_of(n)] += t
     kinds["loop control"] += max(loops - body, 0)
     ups = tr.updates_per_epoch
-    print(f"echo hidden {a.hidden}, {a.members} member(s), {ups} updates per epoch: {plain * 1e3:.0f} ms per epoch "
-          f"({ups * a.members / plain:.0f} member-updates/s), {traced * 1e3:.0f} ms under the profiler")
+    print(f"echo hidden {a.hidden}, {a.estimator}, {a.members} member(s), {ups} updates per epoch: "
+          f"{plain * 1e3:.0f} ms per epoch ({ups * a.members / plain:.0f} member-updates/s), "
+          f"{traced * 1e3:.0f} ms under the profiler")
     print("| kind of op | ms per epoch (profiled) | share |")
     print("|---|---|---|")
     op_total = sum(kinds.values())

@@ -149,6 +149,80 @@ def test_snap1_exact_case_for_the_other_cells(x64, cell):
     assert _maxdiff(_online_grad("snap1", params, data, carry0), _online_grad("rtrl", params, data, carry0)) < 1e-12
 
 
+def _held_weighted(data):
+    """The stream with its held step (mask 0) given a nonzero loss weight: the estimators still
+    count that step's loss, on the state the step would have reached."""
+    xs, ys, w, mask = data
+    return xs, ys, w.at[2, 0].set(0.7), mask
+
+
+def _flat_layer(p, c, h_in):
+    """One layer's step on one stream with its carry flat: (F(theta, s), unravel)."""
+    from jax.flatten_util import ravel_pytree
+
+    from jaxdl.estimators.online import layer_step
+    flat, unravel = ravel_pytree(c)
+    return (lambda th, sf: ravel_pytree(layer_step(th, unravel(sf), h_in))[0]), flat, unravel
+
+
+def _snap1_reference(params, data, carry0):
+    """SnAp-1 from its definition (Menick et al. 2021), one stream at a time, nothing batched or
+    fused: per layer the dense Jacobians J = dF/ds [n, n] and I = dF/dtheta [n, p]
+    (jax.jacfwd), M <- P * (J M + I) with P the pattern unit(state i) == unit(parameter
+    column j), the gradient dL_t/ds_t . M (dL_t/ds_t through the layers above at the same
+    step), a held step keeping state and M."""
+    from jax.flatten_util import ravel_pytree
+
+    from jaxdl.estimators.online import layer_output, stack_step, step_loss
+    xs, ys, w, mask = data
+    layers, readout = params["layers"], params["readout"]
+    total = jax.tree.map(jnp.zeros_like, layers)
+    for b in range(B):
+        s = tuple(jax.tree.map(lambda a: a[b], c) for c in carry0)
+        Ms = []
+        for p, c in zip(layers, s):
+            n, P = ravel_pytree(c)[0].size, ravel_pytree(p)[0].size
+            Ms.append(jnp.zeros((n, P)))
+        for t in range(T):
+            h, new, news_M = xs[t, b], [], []
+            for p, c, M in zip(layers, s, Ms):
+                F, flat, unravel = _flat_layer(p, c, h)
+                pf, unr_p = ravel_pytree(p)
+                J = jax.jacfwd(lambda sf: F(p, sf))(flat)
+                I = jax.jacfwd(lambda th: F(unr_p(th), flat))(pf)
+                H = layer_output(p, c).shape[-1]
+                cols = jnp.concatenate([jnp.broadcast_to(jnp.arange(a.shape[-1]) % H, a.shape).ravel()
+                                        for a in jax.tree.leaves(p)])
+                pattern = (jnp.arange(flat.size)[:, None] % H) == cols[None, :]
+                news_M.append(jnp.where(pattern, J @ M + I, 0.0))
+                c2 = unravel(F(p, flat))
+                new.append(c2)
+                h = layer_output(p, c2)
+            pushes = jax.tree.map(jnp.zeros_like, s)
+            gpush = jax.grad(lambda pu: step_loss(XENT, readout, layers, stack_step(layers, s, xs[t, b], pu),
+                                                  ys[t, b], w[t, b])[0])(pushes)
+            for i, (p, M) in enumerate(zip(layers, news_M)):
+                g = ravel_pytree(gpush[i])[0] @ M
+                total[i] = jax.tree.map(jnp.add, total[i], ravel_pytree(p)[1](g))
+            if mask[t, b] > 0:
+                s, Ms = tuple(new), news_M
+    return total
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_snap1_equals_its_definition_with_a_weighted_held_step(x64, layers):
+    """The batched, fused SnAp-1 against a plain per-stream implementation of the paper's
+    equations (dense Jacobians masked to the pattern), float64, 1e-10, every leaf of every
+    layer, a dense LSTM from a nonzero state, a held step whose loss still counts."""
+    params, data, carry0 = _problem("lstm", layers, key=5)
+    data = _held_weighted(data)
+    want = _snap1_reference(params, data, carry0)
+    got = jax.jit(lambda p: _online_grad("snap1", p, data, carry0))(params)["layers"]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert float(jnp.abs(b).max()) > 1e-3
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+
+
 # ------------------------------------------------------------------------ UORO is unbiased
 
 def _z(mean, exact, sd, K):
@@ -200,6 +274,70 @@ def test_uoro_is_unbiased_and_the_check_catches_biased_estimators(x64):
     trunc = _uoro_draws(params, data, carry0, K, reset_every=2)
     tmean, tsd = (jax.tree.map(f, trunc) for f in (lambda a: a.mean(0), lambda a: a.std(0, ddof=1)))
     assert not _unbiased(_z(tmean, exact, tsd, K))
+
+
+def _uoro_reference(params, data, carry0, key):
+    """UORO from the paper's equations (Tallec & Ollivier 2018, the docstring of
+    jaxdl/estimators/uoro.py), one stream at a time with theta flat, the dense J and I
+    (jax.jacfwd), the same signs nu_t as the estimator draws (its key, split once per step)."""
+    from jax.flatten_util import ravel_pytree
+
+    from jaxdl.estimators.online import stack_step, step_loss
+    from jaxdl.estimators.uoro import EPS, rademacher_bits
+    xs, ys, w, mask = data
+    layers, readout = params["layers"], params["readout"]
+    thf, unr_th = ravel_pytree(layers)
+    n = ravel_pytree(jax.tree.map(lambda a: a[0], carry0))[0].size
+    nus = []
+    for _ in range(T):
+        key, sub = jax.random.split(key)
+        nus.append(rademacher_bits(sub, (B, n), jnp.float64))
+    total = jnp.zeros_like(thf)
+    for b in range(B):
+        s = ravel_pytree(jax.tree.map(lambda a: a[b], carry0))[0]
+        unr_s = ravel_pytree(jax.tree.map(lambda a: a[b], carry0))[1]
+        st, tt = jnp.zeros(n), jnp.zeros_like(thf)
+        for t in range(T):
+            F = lambda th, sf: ravel_pytree(stack_step(unr_th(th), unr_s(sf), xs[t, b]))[0]
+            J, I = jax.jacfwd(F, argnums=1)(thf, s), jax.jacfwd(F, argnums=0)(thf, s)
+            nu = nus[t][b]
+            Js, nuI = J @ st, nu @ I
+            rho0 = jnp.sqrt(jnp.linalg.norm(tt) / (jnp.linalg.norm(Js) + EPS)) + EPS
+            rho1 = jnp.sqrt(jnp.linalg.norm(nuI) / (jnp.linalg.norm(nu) + EPS)) + EPS
+            st2, tt2 = rho0 * Js + rho1 * nu, tt / rho0 + nuI / rho1
+            new = F(thf, s)
+            gs = jax.grad(lambda sf: step_loss(XENT, readout, layers, unr_s(sf), ys[t, b], w[t, b])[0])(new)
+            total = total + (gs @ st2) * tt2
+            if mask[t, b] > 0:
+                s, st, tt = new, st2, tt2
+    return unr_th(total)
+
+
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1), ("rnn", 1)])
+def test_uoro_equals_its_equations_with_the_same_signs(x64, cell, layers):
+    """The batched UORO (one pass over theta~ per step, the hold folded into its scalars,
+    |nu^T I_t| of wh as |h| |g|) against a per-stream implementation of the paper's
+    equations with the same noise: float64, 1e-10, every leaf, a nonzero state, a held step
+    whose loss still counts."""
+    _cell_or_skip(cell)
+    params, data, carry0 = _problem(cell, layers, key=6)
+    data = _held_weighted(data)
+    want = _uoro_reference(params, data, carry0, jax.random.PRNGKey(3))
+    got = jax.jit(lambda p: _online_grad("uoro", p, data, carry0, key=3))(params)["layers"]
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert float(jnp.abs(b).max()) > 1e-3
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_rademacher_bits_are_fair_independent_signs():
+    from jaxdl.estimators.uoro import rademacher_bits
+    nu = np.asarray(rademacher_bits(jax.random.PRNGKey(0), (64, 100), jnp.float32))
+    assert set(np.unique(nu)) == {-1.0, 1.0}
+    assert abs(nu.mean()) < 0.03                                  # 6400 signs: sd of the mean 0.0125
+    assert abs(np.mean(nu[:, :-1] * nu[:, 1:])) < 0.04            # neighbours (bits of one word) uncorrelated
+    assert abs(np.mean(nu[:, :50] * nu[:, 50:])) < 0.04
+    other = np.asarray(rademacher_bits(jax.random.PRNGKey(1), (64, 100), jnp.float32))
+    assert (nu != other).mean() > 0.4
 
 
 # ------------------------------------------------------------------------ the trainer, the loop
