@@ -85,10 +85,11 @@ def higher_is_better(task) -> dict[str, bool]:
     return {**{k: True for k in HIGHER_IS_BETTER}, task.headline.split("/")[-1]: task.higher_is_better}
 
 
-def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> dict:
+def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial=None) -> dict:
     """Train config's task in ctx's run dir; returns the summary (also in summary.json).
     records: what summary.json records besides the results (the effective config, the
-    provenance)."""
+    provenance). trial: the run's Optuna trial (jaxdl.search.trial.StudyTrial; None: not a
+    sweep trial) that gets the val headline after every evaluated epoch and may prune the run."""
     entry = TASKS[config.task.name]
     if hasattr(config.task, "data_bytes"):      # refused before the arrays exist if they cannot fit
         budget.check_data(config.task.data_bytes(), "lower task.streams (or task.batch / task.train_size) or "
@@ -111,8 +112,9 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
                     Chunking(tr.chunk_s, None, tr.checkpoint_every_s))
     progress = Progress(1 if ctx.progress else 0, f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
                         show=("train/loss", watch, task.headline))
+    prune = trial.hook(watch, task.higher_is_better) if trial is not None else None
     res = train_loop(trainer, run, plan, placement=placement, schedule=run.schedule if run is not ctx else None,
-                     progress=progress)
+                     progress=progress, prune=prune)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
@@ -131,6 +133,8 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
         extra["population"] = config.population
     if search.schedule != "none":
         extra["search"] = search.summary()
+    if trial is not None:
+        extra["trial"] = trial.record()
     recs = search_summary.records(search, ctx.metrics.read(), member_records(ctx, task, hps, replica_of, hib),
                                   task.headline, task.higher_is_better, epochs)
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))

@@ -139,6 +139,7 @@ class LoopResult(NamedTuple):
     wall_time_s: float
     updates_per_s: float | None   # member-updates per second over the timed epochs
     epoch_time_s: float | None  # mean seconds per timed epoch
+    pruned_at: int | None = None  # the epoch after which `prune` stopped the run
 
 
 def init_members(trainer: Trainer, seed: int, members: int, hparams: dict | None = None,
@@ -288,7 +289,8 @@ class LoopPlan(NamedTuple):
 
 
 def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, placement=None,
-               schedule: Callable | None = None, progress: Progress | None = None) -> LoopResult:
+               schedule: Callable | None = None, progress: Progress | None = None,
+               prune: Callable | None = None) -> LoopResult:
     """Train plan.members copies of a trainer for plan.epochs epochs (LoopPlan).
 
     Member r's init key does not depend on how many members train beside it, so a member
@@ -301,7 +303,10 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     state, per_member)`; it may replace the state (PBT) or keep fewer members on the
     leading axis (halving: the jitted epoch retraces for the new count; the epoch after a
     change is not timed). Rows go on naming members by their slot on that axis.
-    progress: what to show (Progress; None: nothing)."""
+    progress: what to show (Progress; None: nothing).
+    prune (jaxdl.search.trial.StudyTrial.hook; None: none): called after each evaluated
+    epoch's rows are logged, `prune(epoch + 1, row, per_member)`; True stops the run there
+    with a checkpoint (LoopResult.pruned_at), before the schedule's decision."""
     epochs, seed, members, hparams, replica_of = plan.epochs, plan.seed, plan.members, plan.hparams, plan.replica_of
     eval_every, stop_on_rise, higher_is_better, chunking = (plan.eval_every, plan.stop_on_rise,
                                                              plan.higher_is_better, plan.chunking)
@@ -348,7 +353,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     progress.begin(start, epochs)
     timed_epochs, timed_s, timed_updates = 0, 0.0, 0
     per_member: dict = {}
-    stopped = None
+    stopped = pruned_at = None
     epoch = start
     last_save = time.monotonic()
 
@@ -439,22 +444,26 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
                     progress.write(f"[jaxdl] {stop_on_rise} got worse ({prev:.4f} -> {v:.4f}): stopping")
                     stopped = epoch + 1
                 prev = v
-            if schedule is not None:
+            pruned = evaluated and prune is not None and bool(prune(epoch + 1, row, per_member))
+            if pruned:
+                progress.write(f"[jaxdl] pruned by the study after epoch {epoch + 1}")
+                pruned_at = epoch + 1
+            elif schedule is not None:
                 state, per_member = schedule(epoch + 1, state, per_member)
                 if jax.tree.leaves(state)[0].shape[0] != n_members:
                     n_members, untimed = jax.tree.leaves(state)[0].shape[0], epoch + 1
                 if placement is not None:
                     state = placement.state(state)
             signal_name = run.stop_requested()
-            if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or signal_name:
+            if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or pruned or signal_name:
                 run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
                 last_save = time.monotonic()
             if signal_name:
                 raise Preempted(epoch + 1, signal_name)
-            if rose:
+            if rose or pruned:
                 break
     finally:
         progress.close()
     return LoopResult(state, per_member, epoch + 1 if epochs > start else start, stopped, wall,
                       (timed_updates / timed_s) if timed_s else None,
-                      (timed_s / timed_epochs) if timed_epochs else None)
+                      (timed_s / timed_epochs) if timed_epochs else None, pruned_at)
