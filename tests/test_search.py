@@ -1,5 +1,6 @@
 """Search: members drawn from distributions, successive halving and PBT inside one
-compiled program, and the Optuna sweeper across programs (jaxdl.search, docs/search.md)."""
+compiled program (jaxdl.search, docs/search.md); the Optuna sweeper across programs is in
+tests/test_sweeper.py."""
 import json
 import os
 import signal
@@ -247,25 +248,6 @@ def test_a_killed_search_run_resumes_bit_identical(tmp_path, schedule):
     assert _rows(ref) == _rows(run)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, run))
     assert sa["members"] == sb["members"] and sa["selection"] == sb["selection"]
-
-
-def test_the_optuna_preset_runs_a_three_trial_search_on_val(tmp_path):
-    """hparams_search=echo_optuna: Hydra's Optuna sweeper runs 3 trials over shape keys,
-    each returning its val headline; the best value reported is a trial's val accuracy."""
-    import yaml
-    sweep = tmp_path / "sweep"
-    p = _launch(["-m", "hparams_search=echo_optuna", "hydra.sweeper.n_trials=3", "task.length=200",
-                 "task.streams=4", "task.test_length=200", "train.epochs=1", f"hydra.sweep.dir={sweep}"] + QUIET)
-    assert p.returncode == 0, p.stderr[-3000:]
-    trials = sorted(d for d in sweep.iterdir() if d.is_dir() and (d / "summary.json").exists())
-    assert len(trials) == 3
-    summaries = [json.loads((d / "summary.json").read_text()) for d in trials]
-    shapes = {(s["num_params"], s["tbptt"]["k2"]) for s in summaries}
-    assert len(shapes) >= 2                                   # the trials vary shape keys
-    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    vals = [s["final"]["val/accuracy"] for s in summaries]
-    assert best["best_value"] == pytest.approx(max(vals), rel=1e-9)
-    assert set(best["best_params"]) == {"model.hidden", "tbptt.k2", "optim.lr"}
 
 
 def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_run_dirs(tmp_path):

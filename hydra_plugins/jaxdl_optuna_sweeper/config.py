@@ -44,7 +44,7 @@ class OptunaSweeperConf:
     n_jobs: int = 1                      # trials asked per batch (the launcher may run a batch in parallel)
     max_failure_rate: float = 0.0
     params: Optional[Dict[str, str]] = None
-    pruner: str = "none"                 # none | median | hyperband
+    pruner: str = "none"                 # none | median | hyperband | threshold
     pruner_kwargs: Dict[str, Any] = field(default_factory=dict)   # arguments of optuna's pruner class
     trial_value: str = "selected"        # selected | mean: a population trial's value (jaxdl.search.objective)
     trial: Optional[int] = None          # set by the sweeper on each job: the Optuna trial number

@@ -17,7 +17,7 @@ dir's summary.json when its job had finished, else launched again under its own 
 and params (its run dir resumes from its checkpoint when the sweep dir is the same).
 One sweep process per study at a time: a relaunch takes over every RUNNING trial.
 
-Pruning (`pruner`: none | median | hyperband, `pruner_kwargs` for optuna's class): each
+Pruning (`pruner`: none | median | hyperband | threshold, `pruner_kwargs` for optuna's class): each
 trial reports its val headline after every evaluated epoch and stops when the pruner
 says so (jaxdl.search.trial); it is told PRUNED, with its last reported value. The trials
 reach the study from their own processes, so pruning needs a storage they can open:
@@ -38,7 +38,7 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "hyperband", "threshold")
 TRIAL_VALUES = ("selected", "mean")
 DEFAULT_STUDY = "study"
 JOURNAL = "optuna.journal"
@@ -79,7 +79,7 @@ def make_pruner(name: str, kwargs: dict):
     if name not in PRUNERS:
         raise SweepConfigError(f"hydra.sweeper.pruner: unknown pruner {name!r}; use one of {', '.join(PRUNERS)}")
     cls = {"none": optuna.pruners.NopPruner, "median": optuna.pruners.MedianPruner,
-           "hyperband": optuna.pruners.HyperbandPruner}[name]
+           "hyperband": optuna.pruners.HyperbandPruner, "threshold": optuna.pruners.ThresholdPruner}[name]
     try:
         return cls(**dict(kwargs or {}))
     except (TypeError, ValueError) as e:
