@@ -14,7 +14,7 @@ from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.run.metrics import final_and_best
 from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import TASKS, build
-from jaxdl.search import draw, summary as search_summary
+from jaxdl.search import cache as search_cache, draw, summary as search_summary
 from jaxdl.search.run import SearchRun
 from jaxdl.train import population
 from jaxdl.train.loop import Chunking, LoopPlan, Progress, Trainer, train_loop
@@ -99,6 +99,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
     tr = config.train
     epochs = epochs_of(config)
     search = config.search
+    cache = search_cache.enable() if (config.population or trial is not None) else None
     hps, replica_of = draw.members(search, tr.replicas, config.seed)
     placement = placement_for(config.mesh)      # None on one device: the loop as always
     watch = monitored(task, trainer)
@@ -114,7 +115,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
                         show=("train/loss", watch, task.headline))
     prune = trial.hook(watch, task.higher_is_better) if trial is not None else None
     res = train_loop(trainer, run, plan, placement=placement, schedule=run.schedule if run is not ctx else None,
-                     progress=progress, prune=prune)
+                     progress=progress, prune=prune, ahead=run.counts_ahead() if run is not ctx else ())
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
@@ -135,6 +136,8 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
         extra["search"] = search.summary()
     if trial is not None:
         extra["trial"] = trial.record()
+    if cache is not None:
+        extra["compile_cache"] = cache
     recs = search_summary.records(search, ctx.metrics.read(), member_records(ctx, task, hps, replica_of, hib),
                                   task.headline, task.higher_is_better, epochs)
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))

@@ -77,7 +77,7 @@ def test_a_pruned_trial_stops_and_is_recorded_in_its_run_dir_and_the_study(tmp_p
     sweep = tmp_path / "sweep"
     p = subprocess.run(_sweep_cmd(["hydra/sweeper=optuna", "hydra.sweeper.direction=maximize",
                                    "hydra.sweeper.n_trials=1", "hydra.sweeper.pruner=threshold",
-                                   "+hydra.sweeper.pruner_kwargs.lower=1.5",
+                                   "hydra.sweeper.pruner_kwargs={lower:1.5}",
                                    "optim.lr=interval(0.001, 0.01)", *TINY,
                                    "model.hidden=8", "train.epochs=3", f"hydra.sweep.dir={sweep}"] + QUIET),
                        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)

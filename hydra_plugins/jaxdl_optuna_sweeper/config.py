@@ -15,7 +15,6 @@ class TPESamplerConfig:
     n_startup_trials: int = 10
     n_ei_candidates: int = 24
     multivariate: bool = False
-    consider_endpoints: bool = False
 
 
 @dataclass
@@ -45,7 +44,7 @@ class OptunaSweeperConf:
     max_failure_rate: float = 0.0
     params: Optional[Dict[str, str]] = None
     pruner: str = "none"                 # none | median | hyperband | threshold
-    pruner_kwargs: Dict[str, Any] = field(default_factory=dict)   # arguments of optuna's pruner class
+    pruner_kwargs: Optional[Dict[str, Any]] = None   # arguments of optuna's pruner class (null: none)
     trial_value: str = "selected"        # selected | mean: a population trial's value (jaxdl.search.objective)
     trial: Optional[int] = None          # set by the sweeper on each job: the Optuna trial number
 
