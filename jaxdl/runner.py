@@ -141,12 +141,22 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
     recs = search_summary.records(search, ctx.metrics.read(), member_records(ctx, task, hps, replica_of, hib),
                                   task.headline, task.higher_is_better, epochs)
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
+    # per_member and member_stats hold the members the final state holds: all of them, or
+    # halving's survivors (SearchRun.alive); say which
+    over = list(run.alive) if run is not ctx else list(range(len(hps)))
+    if "member_stats" in summary:
+        summary["member_stats"] = {k: {**v, "n": len(over)} for k, v in summary["member_stats"].items()}
+        summary["member_stats_over"] = {"members": over, "of": len(hps),
+                                        "which": "every member" if len(over) == len(hps) else
+                                        "the members that trained to the end (halving stopped the others)"}
     summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
                                  **recs}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
     if len(hps) > 1 and task.headline in summary.get("member_stats", {}):
         st = summary["member_stats"][task.headline]
         what = f"{len(hps)} members" if config.population else f"{tr.replicas} replicas"
+        if len(over) != len(hps):
+            what = f"the {len(over)} of {len(hps)} members that trained to the end (halving stopped the others)"
         print(f"[jaxdl] {what}: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
     if config.population and getattr(ctx.logger, "member_runs", None):
         ctx.logger.member_runs(summary["members"], ctx.metrics.read())

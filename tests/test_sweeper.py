@@ -27,6 +27,14 @@ def _sweep_cmd(args):
     return [sys.executable, "-m", "jaxdl.main", "-m", *args]
 
 
+@pytest.fixture(autouse=True)
+def _compile_cache(tmp_path):
+    """The trials' persistent compilation cache (jaxdl.search.cache) in the test's own dir."""
+    ENV["JAXDL_COMPILE_CACHE"] = str(tmp_path / "xla")
+    yield
+    ENV.pop("JAXDL_COMPILE_CACHE")
+
+
 def _trials(storage, name):
     return optuna.load_study(study_name=name, storage=open_storage(storage)).get_trials()
 
