@@ -9,7 +9,7 @@ each, interleaved so that drifting load falls on both):
   cache  a fresh persistent compilation cache (jaxdl.search.cache) shared by the rounds:
          the first seed's runs fill it, the later seeds (same shapes) load from it
 
-    ./launch.sh py experiments/search/bench_halving.py            # about 5 min on 2 loaded cores
+    ./launch.sh py experiments/search/bench_halving.py   # runs/bench_halving/results.md (bench_halving.md: the last)
 """
 from __future__ import annotations
 

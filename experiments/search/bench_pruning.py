@@ -8,7 +8,7 @@ is read from the sweep dirs: each trial's summary.json (epochs_run) and trials.j
 (states, values). The unpruned sweeps' best val over the seeds is the spread the pruned
 sweeps' best val is compared with.
 
-    ./launch.sh py experiments/search/bench_pruning.py                 # 3 seeds (about 15 min on 2 cores)
+    ./launch.sh py experiments/search/bench_pruning.py                 # 3 seeds (about 40 min on 2 loaded cores)
     ./launch.sh py experiments/search/bench_pruning.py --seeds 1 --trials 4 --out /tmp/p   # quick
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--trials", type=int, default=16)
-    ap.add_argument("--out", default=str(HERE / "pruning"))
+    ap.add_argument("--out", default=str(HERE / "runs" / "bench_pruning"))
     a = ap.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

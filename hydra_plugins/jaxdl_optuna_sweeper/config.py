@@ -44,7 +44,7 @@ class OptunaSweeperConf:
     max_failure_rate: float = 0.0
     params: Optional[Dict[str, str]] = None
     pruner: str = "none"                 # none | median | hyperband | threshold
-    pruner_kwargs: Optional[Dict[str, Any]] = None   # arguments of optuna's pruner class (null: none)
+    pruner_kwargs: Optional[Dict[str, Any]] = field(default_factory=dict)   # optuna's pruner class's arguments
     trial_value: str = "selected"        # selected | mean: a population trial's value (jaxdl.search.objective)
     trial: Optional[int] = None          # set by the sweeper on each job: the Optuna trial number
 
