@@ -59,7 +59,9 @@ def run(config: Config, run_dir: Path, overrides: list[str], group: str | None, 
         mode = lg.mode if ctx.primary else "disabled"    # one wandb run: process 0's
         logger = ctx.logger = WandbLogger(run_dir, mode, lg.project, lg.group or group, name, records,
                                           tags=lg.tags)
-        summary = run_task(config, ctx, records)
+        from jaxdl.search.trial import from_hydra
+        trial = from_hydra(HydraConfig.get() if HydraConfig.initialized() else None, run_dir)
+        summary = run_task(config, ctx, records, trial)
         exit_code = 0
         return summary
     finally:

@@ -14,7 +14,7 @@ from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.run.metrics import final_and_best
 from jaxdl.run.verdict import chance_report
 from jaxdl.tasks import build, get_task
-from jaxdl.search import draw, summary as search_summary
+from jaxdl.search import cache as search_cache, draw, summary as search_summary
 from jaxdl.search.run import SearchRun
 from jaxdl.train import population
 from jaxdl.train.loop import Chunking, LoopPlan, Progress, Trainer, train_loop
@@ -101,10 +101,11 @@ def higher_is_better(task) -> dict[str, bool]:
     return {**{k: True for k in HIGHER_IS_BETTER}, task.headline.split("/")[-1]: task.higher_is_better}
 
 
-def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> dict:
+def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial=None) -> dict:
     """Train config's task in ctx's run dir; returns the summary (also in summary.json).
     records: what summary.json records besides the results (the effective config, the
-    provenance)."""
+    provenance). trial: the run's Optuna trial (jaxdl.search.trial.StudyTrial; None: not a
+    sweep trial) that gets the val headline after every evaluated epoch and may prune the run."""
     entry = get_task(config.task.name)
     if hasattr(config.task, "data_bytes"):      # refused before the arrays exist if they cannot fit
         budget.check_data(config.task.data_bytes(), "lower task.streams (or task.batch / task.train_size) or "
@@ -114,6 +115,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
     tr = config.train
     epochs = epochs_of(config)
     search = config.search
+    cache = search_cache.enable() if (config.population or trial is not None) else None
     hps, replica_of = draw.members(search, tr.replicas, config.seed)
     placement = placement_for(config.mesh)      # None on one device: the loop as always
     watch = monitored(task, trainer)
@@ -127,8 +129,9 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
                     Chunking(tr.chunk_s, None, tr.checkpoint_every_s))
     progress = Progress(1 if ctx.progress else 0, f"{facts.pop('desc')} on {device.platform}:{device.device_kind}",
                         show=("train/loss", watch, task.headline))
+    prune = trial.hook(watch, task.higher_is_better) if trial is not None else None
     res = train_loop(trainer, run, plan, placement=placement, schedule=run.schedule if run is not ctx else None,
-                     progress=progress)
+                     progress=progress, prune=prune, ahead=run.counts_ahead() if run is not ctx else ())
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
@@ -147,15 +150,29 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None) -> di
         extra["population"] = config.population
     if search.schedule != "none":
         extra["search"] = search.summary()
+    if trial is not None:
+        extra["trial"] = trial.record()
+    if cache is not None:
+        extra["compile_cache"] = cache
     recs = search_summary.records(search, ctx.metrics.read(), member_records(ctx, task, hps, replica_of, hib),
                                   task.headline, task.higher_is_better, epochs)
     summary = ctx.finish(extra, res.per_member, hib, done.get("final"))
+    # per_member and member_stats hold the members the final state holds: all of them, or
+    # halving's survivors (SearchRun.alive); say which
+    over = list(run.alive) if run is not ctx else list(range(len(hps)))
+    if "member_stats" in summary:
+        summary["member_stats"] = {k: {**v, "n": len(over)} for k, v in summary["member_stats"].items()}
+        summary["member_stats_over"] = {"members": over, "of": len(hps),
+                                        "which": "every member" if len(over) == len(hps) else
+                                        "the members that trained to the end (halving stopped the others)"}
     summary = ctx.write_summary({**{k: v for k, v in summary.items() if k not in ("final", "best")},
                                  **recs}, hib, done.get("final"))
     print(f"\n[jaxdl] {task.name}: {res.epochs_run} epochs, {about}, {num_params} params, {res.wall_time_s:.1f} s")
     if len(hps) > 1 and task.headline in summary.get("member_stats", {}):
         st = summary["member_stats"][task.headline]
         what = f"{len(hps)} members" if config.population else f"{tr.replicas} replicas"
+        if len(over) != len(hps):
+            what = f"the {len(over)} of {len(hps)} members that trained to the end (halving stopped the others)"
         print(f"[jaxdl] {what}: {task.headline} mean {st['mean']:.4f} +- {st['std']:.4f}")
     if config.population and getattr(ctx.logger, "member_runs", None):
         ctx.logger.member_runs(summary["members"], ctx.metrics.read())

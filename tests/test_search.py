@@ -1,5 +1,6 @@
 """Search: members drawn from distributions, successive halving and PBT inside one
-compiled program, and the Optuna sweeper across programs (jaxdl.search, docs/search.md)."""
+compiled program (jaxdl.search, docs/search.md); the Optuna sweeper across programs is in
+tests/test_sweeper.py."""
 import json
 import os
 import signal
@@ -112,6 +113,10 @@ def test_halving_keeps_the_top_half_by_val_and_survivors_equal_their_full_popula
         assert rec["final"]["val/accuracy"] == mine[-1]["val/accuracy"]    # its last metrics
     # only the survivors trained on: the last checkpoint holds 2 members
     assert len(half["per_member"]["val/accuracy"]) == 2
+    # the statistics over members say which: the survivors, of 4
+    assert half["member_stats_over"]["members"] == top and half["member_stats_over"]["of"] == 4
+    assert half["member_stats"]["test/accuracy"]["n"] == 2
+    assert full["member_stats_over"] == {"members": [0, 1, 2, 3], "of": 4, "which": "every member"}
     sel = half["selection"]
     assert sel["member"] in top and sel["val"] == max(half["members"][i]["final"]["val/accuracy"] for i in top)
     assert half["search"] == {"schedule": "halving", "every": 2, "keep": 0.5}
@@ -249,25 +254,6 @@ def test_a_killed_search_run_resumes_bit_identical(tmp_path, schedule):
     assert sa["members"] == sb["members"] and sa["selection"] == sb["selection"]
 
 
-def test_the_optuna_preset_runs_a_three_trial_search_on_val(tmp_path):
-    """hparams_search=echo_optuna: Hydra's Optuna sweeper runs 3 trials over shape keys,
-    each returning its val headline; the best value reported is a trial's val accuracy."""
-    import yaml
-    sweep = tmp_path / "sweep"
-    p = _launch(["-m", "hparams_search=echo_optuna", "hydra.sweeper.n_trials=3", "task.length=200",
-                 "task.streams=4", "task.test_length=200", "train.epochs=1", f"hydra.sweep.dir={sweep}"] + QUIET)
-    assert p.returncode == 0, p.stderr[-3000:]
-    trials = sorted(d for d in sweep.iterdir() if d.is_dir() and (d / "summary.json").exists())
-    assert len(trials) == 3
-    summaries = [json.loads((d / "summary.json").read_text()) for d in trials]
-    shapes = {(s["num_params"], s["tbptt"]["k2"]) for s in summaries}
-    assert len(shapes) >= 2                                   # the trials vary shape keys
-    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    vals = [s["final"]["val/accuracy"] for s in summaries]
-    assert best["best_value"] == pytest.approx(max(vals), rel=1e-9)
-    assert set(best["best_params"]) == {"model.hidden", "tbptt.k2", "optim.lr"}
-
-
 def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_run_dirs(tmp_path):
     """experiments/search/study.py --smoke: every method at tiny sizes, one seed."""
     import importlib.util
@@ -295,3 +281,56 @@ def test_the_search_study_halving_picks_what_the_full_population_picks(tmp_path)
     res = study.main(["--out", str(tmp_path)])
     for h, f in zip(res["halving"]["runs"], res["full16"]["runs"]):
         assert h["val"] == pytest.approx(f["val"], abs=1e-3) and h["member_epochs"] < f["member_epochs"] / 2
+
+
+_ON_DEVICES = r'''
+import json, sys
+from pathlib import Path
+from tests.helpers import TINY_ECHO, run_inprocess
+sched = sys.argv[2]
+base = TINY_ECHO + ["population.optim.lr={loguniform:[0.001,0.1]}", "population.samples=4", "train.epochs=3",
+                    "logger.mode=disabled", f"population.schedule={sched}",
+                    f"population.every={ {'halving': 2, 'pbt': 1}[sched] }"]
+out = {}
+for r in (1, 2):
+    s, d = run_inprocess(sys.argv[1], base + [f"mesh.replica={r}"], f"{sched}{r}")
+    rows = [json.loads(x) for x in (Path(d) / "metrics.jsonl").read_text().splitlines()]
+    out[r] = {k: s[k] for k in ("members", "selection", "mesh")} | {"rows": rows}
+print(json.dumps(out))
+'''
+
+
+@pytest.mark.parametrize("sched", ["halving", pytest.param("pbt", marks=pytest.mark.slow)])
+def test_halving_and_pbt_on_two_cpu_devices_give_the_members_stops_and_lineage_of_one_device(tmp_path, sched):
+    """mesh.replica=2 (two forced CPU devices, members split over them) against one device:
+    the same rung stops (4 -> 2 after epoch 2), the same PBT copies, donors, factors and
+    lineage, the same selection, and every member row equal (rtol 1e-5: another layout may
+    sum in another order)."""
+    env = {**ENV, "XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAXDL_COMPILE_CACHE": "off"}
+    p = subprocess.run([sys.executable, "-c", _ON_DEVICES, str(tmp_path), sched], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    out = json.loads(p.stdout.strip().splitlines()[-1])
+    one, two = out["1"], out["2"]
+    assert one["mesh"]["replica"] == 1 and two["mesh"]["replica"] == 2
+    for a, b in zip(one["members"], two["members"]):
+        assert a["hparams"] == b["hparams"]
+        if sched == "halving":
+            assert a["stopped_at"] == b["stopped_at"]
+        else:
+            assert [(c["epoch"], c["from"], c["factors"]) for c in a["copies"]] == \
+                   [(c["epoch"], c["from"], c["factors"]) for c in b["copies"]]
+    assert one["selection"]["member"] == two["selection"]["member"]
+    assert one["selection"]["val"] == pytest.approx(two["selection"]["val"], rel=1e-5)
+    if sched == "halving":
+        assert sorted(str(m["stopped_at"]) for m in one["members"]) == ["2", "2", "None", "None"]
+    else:
+        assert one["selection"]["lineage"] == two["selection"]["lineage"]
+        assert sum(len(m["copies"]) for m in one["members"]) == 2             # floor(4 * 0.25) at epochs 1, 2
+    ra, rb = one["rows"], two["rows"]
+    assert len(ra) == len(rb)
+    for a, b in zip(ra, rb):
+        assert a.keys() == b.keys() and a.get("member") == b.get("member") and a.get("epoch") == b.get("epoch")
+        for k, v in a.items():
+            if isinstance(v, float):
+                assert v == pytest.approx(b[k], rel=1e-5, abs=1e-7), (sched, k, a.get("member"))

@@ -46,6 +46,7 @@ class Report:
     unreadable: list = field(default_factory=list)     # [(run dir, why)]: named, left out
     in_progress: list = field(default_factory=list)    # [(run dir, lock record)]: a live process writes it
     amended: list = field(default_factory=list)        # [(run dir, launches)]: trained with changed settings
+    pruned: list = field(default_factory=list)         # [(run dir, epoch, epochs)]: sweep trials the study pruned
 
     def label(self, config: Config) -> str:
         """The config as its varying overrides, e.g. 'model.hidden=16 optim.lr=0.003'."""
@@ -102,6 +103,7 @@ def build(paths, metric: str | None = None) -> Report:
                          f"give a run dir, a multirun dir or a folder of them")
     report = from_groups(c.groups, metric, paths, c.unfinished)
     report.unreadable, report.in_progress, report.amended = c.unreadable, c.in_progress, c.amended
+    report.pruned = c.pruned
     return report
 
 

@@ -163,12 +163,14 @@ class Collected:
     """What collect_all found: the members grouped by config; dirs without summary.json; runs
     that could not be read, with why ([(dir, reason)]); runs whose lock a live process holds
     (in progress, [(dir, holder record)]); runs trained in several launches with changed
-    settings (train.resume=amend: [(dir, summary's "launches")])."""
+    settings (train.resume=amend: [(dir, summary's "launches")]); Optuna sweep trials the
+    study pruned ([(dir, pruned after epoch, the run's epochs)])."""
     groups: dict
     unfinished: list
     unreadable: list = field(default_factory=list)
     in_progress: list = field(default_factory=list)
     amended: list = field(default_factory=list)
+    pruned: list = field(default_factory=list)
 
 
 def collect_all(paths) -> Collected:
@@ -194,6 +196,8 @@ def collect_all(paths) -> Collected:
         launches = run.summary.get("launches") or []
         if any(seg.get("changed") for seg in launches[1:]):
             out.amended.append((d, launches))
+        if (run.summary.get("trial") or {}).get("pruned_at") is not None:
+            out.pruned.append((d, run.summary["trial"]["pruned_at"], run.summary.get("epochs")))
     return out
 
 

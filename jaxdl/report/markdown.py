@@ -92,6 +92,10 @@ def render(report: Report, figures: dict[str, Path], out_dir: Path, command: str
                             else "") for s in launches)
         text += [f"Trained in {len(launches)} launches with changed settings (train.resume=amend): "
                  f"`{_rel(p, out_dir)}`: {segs}.", ""]
+    if report.pruned:
+        text += ["Pruned by the Optuna study (a result: its values are those of the epoch it stopped at): "
+                 + ", ".join(f"`{_rel(p, out_dir)}` pruned after epoch {e} of {n}" for p, e, n in report.pruned)
+                 + ".", ""]
     text += ["## Selected config", "", selection_text(report), ""]
     text += [f"Note: {n}" for n in report.notes] + ([""] if report.notes else [])
     text += ["## Configs", "", config_table(report), "",

@@ -27,9 +27,13 @@ from jaxdl.search.spec import OPTIM_KEYS, SearchSpec
 
 
 def take(state, slots):
-    """The member-stacked state of the members in `slots` only (every leaf [M, ...] -> [len, ...])."""
-    idx = jnp.asarray(np.asarray(slots, np.int32))
-    return jax.tree.map(lambda x: x[idx], state)
+    """The member-stacked state of the members in `slots` only (every leaf [M, ...] -> [len, ...]).
+    Gathered on the host (a device gather would compile a program per leaf and member
+    count on the rung's critical path); the loop places the result again. Bit-exact."""
+    idx = np.asarray(slots, np.int32)
+    if jax.process_count() > 1:          # leaves not all addressable here: gather on device
+        return jax.tree.map(lambda x: x[jnp.asarray(idx)], state)
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]), state)
 
 
 def stopped_by(rows: list[dict], upto: int | None = None) -> dict[int, int]:
@@ -90,6 +94,17 @@ class SearchRun:
                 r["hp"] = {k: v[slot] for k, v in self.hp.items()}
             out.append(r)
         self.ctx.log(row, out)
+
+    def counts_ahead(self) -> tuple[int, ...]:
+        """The member counts halving cuts the state to, rung by rung (the loop compiles their
+        programs ahead); () for PBT (its member count never changes)."""
+        if self.search.schedule != "halving":
+            return ()
+        out, n = [], len(self.alive)
+        for _ in range(self.search.every, self.epochs, self.search.every):
+            n = schedules.kept(n, self.search.keep)
+            out.append(n)
+        return tuple(out)
 
     def schedule(self, epoch: int, state, per_member: dict):
         """The loop's hook after `epoch` (completed epochs): a decision every `every` epochs

@@ -28,11 +28,14 @@ def ranking(scores, higher: bool, xp=np):
     return xp.argsort(-s if higher else s, stable=True)
 
 
+def kept(n: int, keep: float) -> int:
+    """Halving: how many of n members a rung keeps, max(1, floor(n * keep))."""
+    return max(1, math.floor(n * keep))
+
+
 def survivors(scores, keep: float, higher: bool) -> np.ndarray:
     """Halving: the slots kept at a rung, ascending. scores [n] (host values)."""
-    n = len(scores)
-    k = max(1, math.floor(n * keep))
-    return np.sort(ranking(np.asarray(scores, np.float64), higher, np)[:k])
+    return np.sort(ranking(np.asarray(scores, np.float64), higher, np)[:kept(len(scores), keep)])
 
 
 def pbt_key(seed: int, epoch: int):

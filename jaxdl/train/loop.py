@@ -139,6 +139,7 @@ class LoopResult(NamedTuple):
     wall_time_s: float
     updates_per_s: float | None   # member-updates per second over the timed epochs
     epoch_time_s: float | None  # mean seconds per timed epoch
+    pruned_at: int | None = None  # the epoch after which `prune` stopped the run
 
 
 def init_members(trainer: Trainer, seed: int, members: int, hparams: dict | None = None,
@@ -214,23 +215,52 @@ def wait_ready(tree) -> None:
         pause = min(pause * 2, 0.02)
 
 
-class _Checked:
-    """A jitted function compiled at its first call through budget.check_program (refused if
-    its temporaries cannot fit the device); later calls run the compiled program."""
+def _signature(args) -> tuple:
+    """The shapes and dtypes of a call's array arguments: which compiled program serves it."""
+    return tuple((tuple(a.shape), str(a.dtype)) if hasattr(a, "shape") else (type(a).__name__,)
+                 for a in jax.tree.leaves(args))
 
-    def __init__(self, fn: Callable):
-        self.jitted, self.compiled = fn, None
+
+class _Checked:
+    """A jitted function compiled once per argument signature (shapes, dtypes), the first
+    through budget.check_program (refused if its temporaries cannot fit the device) when
+    `check`; later calls of a signature run its compiled program. `ahead(*args)` compiles
+    for `args` (arrays or jax.ShapeDtypeStruct) on a background thread; a call of that
+    signature waits for it instead of compiling again (halving's next member counts)."""
+
+    def __init__(self, fn: Callable, check: bool = True):
+        self.jitted, self.check = fn, check
+        self.programs: dict = {}          # signature -> compiled program, or a Future of one
+
+    def _compile(self, *args):
+        lowered = self.jitted.lower(*args)
+        return budget.check_program(lowered) if self.check else lowered.compile()
 
     def __call__(self, *args):
-        if self.compiled is None:
-            self.compiled = budget.check_program(self.jitted.lower(*args))
+        key = _signature(args)
+        prog = self.programs.get(key)
+        if prog is None:
+            prog = self.programs[key] = self._compile(*args)
+        elif hasattr(prog, "result"):
+            prog = self.programs[key] = prog.result()
         try:
-            return self.compiled(*args)
-        except TypeError:             # arguments laid out otherwise than at the first call
+            return prog(*args)
+        except TypeError:             # arguments laid out otherwise than at the compile
             return self.jitted(*args)
+
+    def ahead(self, pool, *args) -> None:
+        key = _signature(args)
+        if key not in self.programs:
+            self.programs[key] = pool.submit(self._compile, *args)
 
     def lower(self, *args):
         return self.jitted.lower(*args)
+
+
+def _resized(state, n: int):
+    """jax.ShapeDtypeStruct of the member-stacked `state` with `n` members, its layout kept."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((n,) + tuple(x.shape[1:]), x.dtype,
+                                                       sharding=getattr(x, "sharding", None)), state)
 
 
 class _Chunks:
@@ -288,7 +318,8 @@ class LoopPlan(NamedTuple):
 
 
 def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, placement=None,
-               schedule: Callable | None = None, progress: Progress | None = None) -> LoopResult:
+               schedule: Callable | None = None, progress: Progress | None = None,
+               prune: Callable | None = None, ahead: tuple = ()) -> LoopResult:
     """Train plan.members copies of a trainer for plan.epochs epochs (LoopPlan).
 
     Member r's init key does not depend on how many members train beside it, so a member
@@ -301,7 +332,13 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     state, per_member)`; it may replace the state (PBT) or keep fewer members on the
     leading axis (halving: the jitted epoch retraces for the new count; the epoch after a
     change is not timed). Rows go on naming members by their slot on that axis.
-    progress: what to show (Progress; None: nothing)."""
+    progress: what to show (Progress; None: nothing).
+    prune (jaxdl.search.trial.StudyTrial.hook; None: none): called after each evaluated
+    epoch's rows are logged, `prune(epoch + 1, row, per_member)`; True stops the run there
+    with a checkpoint (LoopResult.pruned_at), before the schedule's decision.
+    ahead: member counts the schedule will cut the state to (halving's rungs,
+    SearchRun.counts_ahead): their epoch, evaluation and metric programs compile on a
+    background thread while the first rung trains, so a rung starts without compiling."""
     epochs, seed, members, hparams, replica_of = plan.epochs, plan.seed, plan.members, plan.hparams, plan.replica_of
     eval_every, stop_on_rise, higher_is_better, chunking = (plan.eval_every, plan.stop_on_rise,
                                                              plan.higher_is_better, plan.chunking)
@@ -315,7 +352,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     S = trainer.updates_per_epoch
     chunked = trainer.train_chunk is not None and hasattr(run, "save_mid")
     step_axis = 1 if members is not None else 0
-    evaluate = jit_eval(vm(trainer.evaluate, (0, None)))
+    evaluate = _Checked(jit_eval(vm(trainer.evaluate, (0, None))), check=False)
     splits = dict(trainer.splits)
     place_inputs = lambda x: x
     if placement is not None:          # placed before resume too: orbax restores into this layout
@@ -328,7 +365,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     pos, partial = 0, None
     if chunked:
         chunks = _Chunks(trainer, vm, jit_epoch, chunking)
-        finish = jax.jit(vm(trainer.epoch_metrics, (0,)))
+        finish = _Checked(jax.jit(vm(trainer.epoch_metrics, (0,))), check=False)
         shapes = jax.eval_shape(chunks.fn.jitted, state, place_inputs(trainer.epoch_inputs(0)),
                                 np.int32(0), np.int32(1))
         like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes[1]["parts"])
@@ -340,6 +377,24 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
         state = placement.state(state)
     member_axis = members is not None and members > 1          # rows per member, as many as there are now
     n_members = jax.tree.leaves(state)[0].shape[0] if members is not None else 1
+    pool = None
+    ahead = tuple(n for n in ahead if members is not None and n < n_members)
+
+    def compile_ahead(state, inputs) -> None:
+        """Queue the programs of the member counts in `ahead` on a background thread (after
+        the first epoch, so they do not compete with its compilation)."""
+        nonlocal pool
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(1, thread_name_prefix="jaxdl-compile-ahead")
+        for n in ahead:
+            resized = _resized(state, n)
+            if chunked:
+                chunks.fn.ahead(pool, resized, inputs, np.int32(0), np.int32(1))
+                finish.ahead(pool, _resized(like, n))
+            else:
+                run_epoch.ahead(pool, resized, inputs)
+            for data in splits.values():
+                evaluate.ahead(pool, resized, data)
     untimed = start
     prev = None
     if stop_on_rise:
@@ -348,7 +403,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     progress.begin(start, epochs)
     timed_epochs, timed_s, timed_updates = 0, 0.0, 0
     per_member: dict = {}
-    stopped = None
+    stopped = pruned_at = None
     epoch = start
     last_save = time.monotonic()
 
@@ -403,6 +458,8 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
                     raise TrainingDiverged(epoch + 1, epoch * S + bad + 1, run.last_checkpoint())
             jax.block_until_ready(out["metrics"])
             dt = time.perf_counter() - t0
+            if ahead and pool is None:
+                compile_ahead(new_state, place_inputs(trainer.epoch_inputs(epoch)))
             state = new_state
             wall += dt
             if epoch > untimed:                           # the first epoch after (re)start compiles
@@ -439,22 +496,28 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
                     progress.write(f"[jaxdl] {stop_on_rise} got worse ({prev:.4f} -> {v:.4f}): stopping")
                     stopped = epoch + 1
                 prev = v
-            if schedule is not None:
+            pruned = evaluated and prune is not None and bool(prune(epoch + 1, row, per_member))
+            if pruned:
+                progress.write(f"[jaxdl] pruned by the study after epoch {epoch + 1}")
+                pruned_at = epoch + 1
+            elif schedule is not None:
                 state, per_member = schedule(epoch + 1, state, per_member)
                 if jax.tree.leaves(state)[0].shape[0] != n_members:
                     n_members, untimed = jax.tree.leaves(state)[0].shape[0], epoch + 1
                 if placement is not None:
                     state = placement.state(state)
             signal_name = run.stop_requested()
-            if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or signal_name:
+            if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or pruned or signal_name:
                 run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
                 last_save = time.monotonic()
             if signal_name:
                 raise Preempted(epoch + 1, signal_name)
-            if rose:
+            if rose or pruned:
                 break
     finally:
         progress.close()
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     return LoopResult(state, per_member, epoch + 1 if epochs > start else start, stopped, wall,
                       (timed_updates / timed_s) if timed_s else None,
-                      (timed_s / timed_epochs) if timed_epochs else None)
+                      (timed_s / timed_epochs) if timed_epochs else None, pruned_at)
