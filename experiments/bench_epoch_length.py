@@ -17,8 +17,9 @@ per round, so the machine's noise falls on all lengths alike:
 The whole epoch is timed only up to --whole-max updates per epoch, and only where the
 chunked rate says it takes at most --whole-s seconds (so not c9cde96's long streams: the
 table says so). The table gives each median over rounds and its ratio to the same checkout
-and path at the shortest length (checkouts run one after another, so compare them by their
-ratios). Evaluation, checkpoints and the host work between chunks are not included.
+and path at the shortest length, the median of the ratios within each round (checkouts run
+one after another, so compare them by their ratios). Evaluation, checkpoints and the host
+work between chunks are not included.
 """
 from __future__ import annotations
 
@@ -154,7 +155,7 @@ def main() -> None:
             rows += [(est, name, L, res.get(str(L), res)) for L in ls]
     load = os.getloadavg()[0]
     print(f"load average {load:.1f}; updates/s of one member, median of {args.rounds} rounds (lengths interleaved "
-          f"in each); ratio to the same checkout and path at task.length={lengths[0]}")
+          f"in each); ratio to the same checkout and path at task.length={lengths[0]}, median of the rounds' ratios")
     print("| estimator | checkout | task.length (updates/epoch) | chunked | ratio | whole epoch | ratio |")
     print("|---|---|---|---|---|---|---|")
     base: dict = {}
@@ -169,9 +170,10 @@ def main() -> None:
                 cells += [f"not timed ({skipped})" if skipped else "-", "-"]
                 continue
             med = statistics.median(r[path])
-            b = base.setdefault((est, name, path), med)
+            b = base.setdefault((est, name, path), r[path])
+            ratio = statistics.median(v / w for v, w in zip(r[path], b))    # paired within each round
             tag = " (train_epoch)" if path == "whole" and r.get("whole_is") else ""
-            cells += [f"{med:.0f}{tag}", f"{med / b:.2f}"]
+            cells += [f"{med:.0f}{tag}", f"{ratio:.2f}"]
         print(f"| {est} | {name} | {L:,} ({r['updates_per_epoch']:,}) | " + " | ".join(cells) + " |")
 
 
