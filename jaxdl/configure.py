@@ -266,10 +266,10 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
         if not isinstance(c.get(top), dict):
             raise ConfigError(f"{top}: is missing; compose the config from conf/config.yaml")
     name = c["task"].get("name")
-    TASKS = tasks()
-    if name not in TASKS:
-        raise ConfigError(f"task.name: unknown task {name!r}; known tasks: {sorted(TASKS)}")
-    entry = TASKS[name]
+    known = tasks()
+    if name not in known:
+        raise ConfigError(f"task.name: unknown task {name!r}; known tasks: {sorted(known)}")
+    entry = known[name]
     task = _typed(entry.config, c["task"], "task", f"task {name!r}")
     if hasattr(task, "check"):                  # the task's own rules across its settings
         task.check()

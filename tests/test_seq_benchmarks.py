@@ -107,8 +107,8 @@ def test_copy_is_learned_with_full_bptt_and_not_with_k2_below_the_delay(tmp_path
     """The truncation study on the copy task at a small size: k1 = k2 = T learns it; k2
     shorter than the span from the pattern to the output steps leaves it near chance."""
     base = ["task=copy", "task.pattern=5", "task.bits=3", "task.delay=10", "task.train_size=4000",
-            "task.val_size=0", "task.test_size=500", "task.batch=50", "model.hidden=64", "optim.lr=0.005",
-            "train.epochs=15"] + QUIET
+            "task.val_size=0", "task.test_size=500", "task.batch=50", "model.hidden=64", "optim.lr=0.01",
+            "train.epochs=30"] + QUIET
     full, _ = run_inprocess(tmp_path, base + ["tbptt.k1=21", "tbptt.k2=21"], "full")
     short, _ = run_inprocess(tmp_path, base + ["tbptt.k1=3", "tbptt.k2=6"], "short")
     assert full["final"]["test/accuracy"] > 0.99, full["final"]
