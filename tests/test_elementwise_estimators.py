@@ -54,7 +54,7 @@ def _online(name, params, data, carry0):
     return jax.tree.map(lambda a: a.sum(0), gs), st
 
 
-CASES = [("lru", None), ("mingru", "glu"), ("minlstm", "mlp"),
+CASES = [("lru", None), ("mingru", "glu"), pytest.param("minlstm", "mlp", marks=pytest.mark.slow),
          pytest.param("lru", "glu", marks=pytest.mark.slow), pytest.param("mingru", None, marks=pytest.mark.slow)]
 
 

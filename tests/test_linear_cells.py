@@ -15,6 +15,7 @@ from jaxdl.models.linear_scan import linear_recurrence
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 
 LINEAR = ["lru", "mingru", "minlstm"]
+SLOW = pytest.mark.slow          # the CI time budget: these repeat what a CI test covers in another form
 
 
 def _setup(name, T=5, B=2, D=3, H=4, dtype=jnp.float64, seed=0, block=None):
@@ -93,7 +94,7 @@ def _minlstm_numpy(p, xs, carry, mask):
 NUMPY = {"lru": _lru_numpy, "mingru": _mingru_numpy, "minlstm": _minlstm_numpy}
 
 
-@pytest.mark.parametrize("form", ["sequential", "parallel"])
+@pytest.mark.parametrize("form", [pytest.param("sequential", marks=SLOW), "parallel"])
 @pytest.mark.parametrize("name", LINEAR)
 def test_scan_equals_the_papers_equations_in_numpy(x64, name, form):
     for D in (3, 4):                       # the LRU's feed-through: dense [D, H], then diagonal [H] (D = H)
@@ -127,8 +128,8 @@ def _loss(run, w):
     return f
 
 
-@pytest.mark.parametrize("name,block", [("lru", None), ("mingru", None), ("minlstm", None), ("lru", "glu"),
-                                        ("mingru", "mlp")])
+@pytest.mark.parametrize("name,block", [("lru", None), ("mingru", None), ("minlstm", None),
+                                        pytest.param("lru", "glu", marks=SLOW), ("mingru", "mlp")])
 def test_finite_differences_every_parameter_and_initial_state(x64, name, block):
     """式6 on every element of every parameter and of the initial carry, through the fast
     scan, nonzero initial state, a mask that holds some steps."""
@@ -160,7 +161,7 @@ def test_both_forms_equal_autodiff_of_the_reference_and_each_other(x64, name):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.parametrize("name", ["lru", pytest.param("mingru", marks=SLOW), pytest.param("minlstm", marks=SLOW)])
 def test_parallel_equals_sequential_in_float32(name):
     cell, p, xs, carry, mask = _setup(name, T=24, B=3, D=5, H=8, dtype=jnp.float32)
     w = jax.random.normal(jax.random.PRNGKey(9), (24, 3, 8))
