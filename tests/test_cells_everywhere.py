@@ -15,7 +15,8 @@ from tests.helpers import ROOT, TINY_ECHO, run_inprocess
 QUIET = ["logger.mode=disabled", "train.progress=false"]
 CELLS = ["gru", "rnn"]
 # the element-wise cells in their yaml's block, in the slow set (the CI time budget); CI runs the
-# LRU's echo, its resume under estimator=zucchet and its online learning below
+# LRU's online learning below (tests/test_linear_cells.py and test_elementwise_estimators.py check
+# the cells and the estimators themselves)
 SLOW = pytest.mark.slow
 LINEAR = [pytest.param("lru", marks=SLOW), pytest.param("mingru", marks=SLOW)]
 
@@ -26,7 +27,7 @@ def _rows(d):
 
 # the minGRU is left out: its decays are real, positive and read the current input only, and an
 # exact lag needs a delay line it does not learn in this budget (docs/cells.md, minGRU)
-@pytest.mark.parametrize("cell", CELLS + ["lru"])
+@pytest.mark.parametrize("cell", CELLS + [pytest.param("lru", marks=SLOW)])
 def test_echo_is_learned_by_every_cell(tmp_path, cell):
     s, _ = run_inprocess(tmp_path, TINY_ECHO + [f"model={cell}", "task.lag=3", "task.streams=8", "train.epochs=12",
                                                 "model.hidden=32", "optim.lr=0.02"] + QUIET)
@@ -77,7 +78,7 @@ def test_a_population_member_equals_its_solo_run(tmp_path, cell, epochs):
 
 @pytest.mark.parametrize("cell,extra", [(c, []) for c in CELLS] + [
     pytest.param(c, [], marks=SLOW) for c in ("lru", "mingru")] + [
-    ("lru", ["estimator=zucchet", "model.layers=2", "model.scan=parallel"]),
+    pytest.param("lru", ["estimator=zucchet", "model.layers=2", "model.scan=parallel"], marks=SLOW),
     pytest.param("mingru", ["estimator=rtrl", "model.layers=1"], marks=SLOW)])
 def test_resume_is_bit_identical(tmp_path, cell, extra):
     base = TINY_ECHO + [f"model={cell}", "train.checkpoint_every=1"] + extra + QUIET

@@ -15,6 +15,7 @@ from jaxdl.models.linear_scan import linear_recurrence
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 
 LINEAR = ["lru", "mingru", "minlstm"]
+SLOW = pytest.mark.slow          # the CI time budget: these repeat what a CI test covers in another form
 
 
 def _setup(name, T=5, B=2, D=3, H=4, dtype=jnp.float64, seed=0, block=None):
@@ -93,8 +94,8 @@ def _minlstm_numpy(p, xs, carry, mask):
 NUMPY = {"lru": _lru_numpy, "mingru": _mingru_numpy, "minlstm": _minlstm_numpy}
 
 
-@pytest.mark.parametrize("form", ["sequential", "parallel"])
-@pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.parametrize("form", [pytest.param("sequential", marks=SLOW), "parallel"])
+@pytest.mark.parametrize("name", ["lru", "mingru", pytest.param("minlstm", marks=SLOW)])
 def test_scan_equals_the_papers_equations_in_numpy(x64, name, form):
     for D in (3, 4):                       # the LRU's feed-through: dense [D, H], then diagonal [H] (D = H)
         cell, p, xs, carry, mask = _setup(name, D=D)
@@ -105,6 +106,7 @@ def test_scan_equals_the_papers_equations_in_numpy(x64, name, form):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13)
 
 
+@SLOW
 def test_block_equals_its_equation_in_numpy(x64):
     """y = x + (gelu(u) W_a + b_a) * sigmoid(gelu(u) W_g + b_g), u the minGRU's h (D = H)."""
     cell, p, xs, carry, mask = _setup("mingru", D=4, block="glu")
@@ -127,8 +129,9 @@ def _loss(run, w):
     return f
 
 
-@pytest.mark.parametrize("name,block", [("lru", None), ("mingru", None), ("minlstm", None), ("lru", "glu"),
-                                        ("mingru", "mlp")])
+@pytest.mark.parametrize("name,block", [("lru", None), ("mingru", None), pytest.param("minlstm", None, marks=SLOW),
+                                        pytest.param("lru", "glu", marks=SLOW),
+                                        pytest.param("mingru", "mlp", marks=SLOW)])
 def test_finite_differences_every_parameter_and_initial_state(x64, name, block):
     """式6 on every element of every parameter and of the initial carry, through the fast
     scan, nonzero initial state, a mask that holds some steps."""
@@ -140,7 +143,7 @@ def test_finite_differences_every_parameter_and_initial_state(x64, name, block):
     assert max(errs.values()) < 1e-6, errs
 
 
-@pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.parametrize("name", ["lru", pytest.param("mingru", marks=SLOW), pytest.param("minlstm", marks=SLOW)])
 def test_both_forms_equal_autodiff_of_the_reference_and_each_other(x64, name):
     """Outputs, final carry and every gradient (params, inputs, initial carry): each form
     against autodiff of the plain reference scan of the step (1e-10), and the parallel
@@ -161,6 +164,7 @@ def test_both_forms_equal_autodiff_of_the_reference_and_each_other(x64, name):
 
 
 @pytest.mark.parametrize("name", LINEAR)
+@SLOW
 def test_parallel_equals_sequential_in_float32(name):
     cell, p, xs, carry, mask = _setup(name, T=24, B=3, D=5, H=8, dtype=jnp.float32)
     w = jax.random.normal(jax.random.PRNGKey(9), (24, 3, 8))
@@ -171,7 +175,7 @@ def test_parallel_equals_sequential_in_float32(name):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", LINEAR)
+@pytest.mark.parametrize("name", ["lru", pytest.param("mingru", marks=SLOW), pytest.param("minlstm", marks=SLOW)])
 def test_carry_in_and_out_and_masks_hold_the_state(x64, name):
     cell, p, xs, carry, mask = _setup(name, T=6)
     for form in ("sequential", "parallel"):
@@ -237,6 +241,7 @@ def test_registry_and_interface_of_the_new_cells():
             found[name].scan(p, jnp.zeros((2, 1, 3)), found[name].carry(p, 1), form="parallel")
 
 
+@SLOW
 def test_a_stack_of_blocks_runs_both_forms_and_bf16(x64):
     params = rnn_init(jax.random.PRNGKey(0), 3, 8, 5, 2, "lru", dtype=jnp.float64, block="glu")
     xs = jax.random.normal(jax.random.PRNGKey(1), (9, 2, 3), jnp.float64)
