@@ -2,7 +2,7 @@
 shapes, in one process, interleaved rounds, the median of each as a ratio to TBPTT's.
 
     python experiments/bench_estimators.py [--hidden 64 128] [--methods tbptt uoro snap1 rtrl]
-                                           [--rounds 5] [--length 200]
+                                           [--rounds 5] [--length 200] [--single-thread]
 
 Each method is the Trainer the launcher builds (tbptt_trainer with TBPTT(10, 20), or
 online_trainer with estimator.every=10: one update every 10 steps for all), on echo (lag 8,
@@ -11,6 +11,9 @@ units, Adam (lr 0.01, clip 1.0); one member, the epoch compiled once
 (jax.jit(jax.vmap(train_epoch))) and not timed. In each round every method runs one epoch
 in turn, so machine noise falls on all alike; the figure is the median over rounds. RTRL is
 slow beyond 32 units (about 20 s per update at 64): leave it out of --methods there.
+--single-thread runs XLA on one thread and times each epoch by the process's CPU time
+(time.process_time), a figure that the load of other processes on a shared machine
+disturbs far less than wall time (run it under `taskset -c 0` to pin the process too).
 """
 from __future__ import annotations
 
@@ -41,7 +44,7 @@ def trainers(hidden: int, length: int, methods):
     return out
 
 
-def measure(hidden: int, length: int, methods, rounds: int) -> dict:
+def measure(hidden: int, length: int, methods, rounds: int, clock=time.perf_counter) -> dict:
     """{method: median updates/s} at one size, interleaved rounds."""
     import jax
 
@@ -55,9 +58,9 @@ def measure(hidden: int, length: int, methods, rounds: int) -> dict:
     times = {m: [] for m in methods}
     for _ in range(rounds):
         for m in methods:
-            t0 = time.perf_counter()
+            t0 = clock()
             jax.block_until_ready(fns[m](states[m], trs[m].epoch_inputs(0)))
-            times[m].append(time.perf_counter() - t0)
+            times[m].append(clock() - t0)
     return {m: trs[m].updates_per_epoch / statistics.median(times[m]) for m in methods}
 
 
@@ -67,14 +70,19 @@ def main(argv=None) -> dict:
     ap.add_argument("--methods", nargs="+", default=["tbptt", "uoro", "snap1"])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--length", type=int, default=200, help="steps per stream per timed epoch")
+    ap.add_argument("--single-thread", action="store_true", help="XLA on one thread, timed by CPU time")
     a = ap.parse_args(argv)
+    if a.single_thread:     # before jax starts its backend
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1").strip()
     if a.methods[0] != "tbptt":
         a.methods = ["tbptt"] + [m for m in a.methods if m != "tbptt"]
     res = {}
     for h in a.hidden:
-        res[h] = measure(h, a.length, a.methods, a.rounds)
+        res[h] = measure(h, a.length, a.methods, a.rounds, time.process_time if a.single_thread else time.perf_counter)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; {a.rounds} interleaved rounds, median; "
-          f"echo, 32 streams, {a.length} steps per timed epoch, one update every 10 steps")
+          f"echo, 32 streams, {a.length} steps per timed epoch, one update every 10 steps"
+          + ("; one XLA thread, CPU time" if a.single_thread else "; wall time"))
     print("| hidden | method | updates/s | ratio to TBPTT(10, 20) |\n|---|---|---|---|")
     for h, ups in res.items():
         for m, u in ups.items():

@@ -28,7 +28,7 @@ scalars, the outer products of nu^T I_t formed in the same pass), one read gives
 is one [B] x [B, p] product, plus, only on a held step, one vjp of the batched step (the
 per-stream outer products summed as one matmul, never stored). |nu^T I_t| needs no pass over
 p numbers per stream for the recurrent weight: wh enters a cell only as rec(h, wh) = h @ wh,
-so its part of nu^T I_t is h g^T and |h g^T| = |h| |g| (forward). The signs are drawn as bits,
+so its part of nu^T I_t is h g^T and |h g^T| = |h| |g|. The signs are drawn as bits,
 32 per random word. Memory O(n + p) per stream.
 """
 from __future__ import annotations
@@ -72,8 +72,8 @@ def _swap(a):
 
 def uoro(objective, eps: float = EPS) -> Estimator:
     """UORO over params["layers"] for a jaxdl.objectives `objective`. The estimator state is
-    {"s": [B, n], "theta": pytree like params["layers"] with leaves [B, *leaf.shape],
-    "key": a PRNG key (one per member)}."""
+    {"s": [B, n], "theta": pytree like params["layers"] with leaves [B, *leaf.shape] (a matrix
+    leaf's last two axes swapped: `_swap`), "key": a PRNG key (one per member)}."""
 
     def flat_step(layers, s, x):
         """F on one stream's flattened state: (flat s_{t-1}, unravel) -> flat s_t."""
