@@ -201,8 +201,17 @@ def set_torch_threads():
         import torch
     except ImportError:
         return False
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
     return True
+
+
+def pin_threads():
+    """BENCH_THREADS=n (--threads): this worker runs on its first n cores only (both
+    libraries' thread pools then share them), before either library starts its pool."""
+    n = int(os.environ.get("BENCH_THREADS", 0))
+    if n:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n])
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def time_in_subprocess(peer, H, reps):
@@ -216,6 +225,9 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--batch", type=int, default=B, help="B, the streams of a step")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="pin each worker to this many cores (both peers; torch.set_num_threads too); "
+                         "0: each library's default, all cores")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per peer (noise)")
     ap.add_argument("--peers", nargs="+", default=["jaxdl", "jaxdl_hoist", "autodiff_scan", "flax", "keras", "torch"])
     ap.add_argument("--in-process", action="store_true", help="time every peer in this process")
@@ -223,7 +235,10 @@ def main(argv=None):
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     B = a.batch
+    if a.threads:   # inherited by the workers
+        os.environ["BENCH_THREADS"] = str(a.threads)
     if a.worker:  # child process: one peer, one size; print its timings as JSON
+        pin_threads()
         set_torch_threads()
         print(json.dumps(run_peer(a.worker, a.hidden[0], a.reps, *data(a.hidden[0]))))
         return {}
@@ -232,7 +247,7 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; B={B} T={T} D={D}; "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
-          f"{a.rounds} rounds x {a.reps} steps each, {mode}")
+          f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}")
     results, sweep = {}, {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
@@ -259,7 +274,8 @@ def main(argv=None):
     if sweep:
         gpu = jax.default_backend() == "gpu"
         print(f"\njaxdl's speed relative to PyTorch (PyTorch's time / jaxdl's; median of {a.rounds} round ratios), "
-              f"B={B} T={T} D={D}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+              f"B={B} T={T} D={D}; threads={a.threads or 'default'}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         print("| H | jaxdl ms | PyTorch ms | CPU | GPU |\n|---|---|---|---|---|")
         for H, r in sweep.items():
             m = results[H]["median_ms"]
