@@ -49,29 +49,42 @@ def kind_of(name: str) -> str:
     return "element-wise fusions, other"
 
 
-DOT = re.compile(r"\s*(?:ROOT )?%(\S+) = f32\[([\d,]*)\]\S* dot\(f32\[([\d,]*)\]\S* %\S+, f32\[([\d,]*)\]\S* "
-                 r"%\S+\), lhs_batch_dims=\{([\d,]*)\}.*lhs_contracting_dims=\{([\d,]*)\}"
-                 r"|\s*(?:ROOT )?%(\S+) = f32\[([\d,]*)\]\S* dot\(f32\[([\d,]*)\]\S* %\S+, f32\[([\d,]*)\]\S* "
-                 r"%\S+\), lhs_contracting_dims=\{([\d,]*)\}")
+DOT = re.compile(r"\s*(?:ROOT )?%(\S+) = f32\[([\d,]*)\]\S* dot\(%(\S+), %(\S+)\),.*lhs_contracting_dims=\{([\d,]*)\}")
+DEF = re.compile(r"\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]")
 
 
 def dot_shapes(hlo: str) -> dict:
-    """{dot name: (flops per call, "[lhs] x [rhs]")} for every f32 dot of compiled HLO text."""
-    out = {}
+    """{op name: (flops per call, "[lhs] x [rhs]")} for every f32 dot of compiled HLO text,
+    and for every fusion whose computation holds one (XLA:CPU wraps products in fusions
+    that YNNPACK, XNNPACK or oneDNN run: the profile names the fusion)."""
+    dims = lambda t: [int(d) for d in t.split(",") if d]
+    dots, comp, calls, shape = {}, None, {}, {}
     for line in hlo.splitlines():
+        d = DEF.match(line)
+        if d:
+            shape[d.group(1)] = d.group(2)
+        c = re.match(r"%(\S+) \(.*\{$", line)
+        if c:
+            comp = c.group(1)
+        f = re.search(r"^\s*(?:ROOT )?%(\S+) = .* fusion\(.*calls=%([^,\s]+)", line)
+        if f:
+            calls[f.group(1)] = f.group(2)
         m = DOT.match(line)
         if not m:
             continue
-        g = m.groups()
-        name, res, lhs, rhs, contract = (g[0], g[1], g[2], g[3], g[5]) if g[0] else (g[6], g[7], g[8], g[9], g[10])
-        dims = lambda t: [int(d) for d in t.split(",") if d]
+        name, res, a, b, contract = m.groups()
+        lhs, rhs = shape.get(a, ""), shape.get(b, "")
         k = 1
         for d in dims(contract):
             k *= dims(lhs)[d]
         n = 1
         for d in dims(res):
             n *= d
-        out[name] = (2 * n * k, f"[{lhs}] x [{rhs}]")
+        dots[name] = (2 * n * k, f"[{lhs}] x [{rhs}]")
+        if comp is not None:
+            dots.setdefault("%" + comp, dots[name])
+    out = {n: v for n, v in dots.items() if not n.startswith("%")}
+    out.update({f: dots["%" + c] for f, c in calls.items() if "%" + c in dots})
     return out
 
 
