@@ -1,10 +1,16 @@
 """One LSTM training step (forward, backward, Adam update) with a Dense readout on
-every step, B=64 T=100 D=32, against peers measured in the same run:
+every step, B=32 T=100 D=32 (--batch), against peers measured in the same run:
 Flax nn.RNN(OptimizedLSTMCell), a plain lax.scan LSTM with autodiff, Keras 3 on
 JAX, and PyTorch nn.LSTM. Prints median times and ratios to the fastest.
 Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 
     ./launch.sh bench experiments/bench_lstm.py [--hidden 128 512] [--reps 15]
+    ./launch.sh bench experiments/bench_lstm.py --peers jaxdl torch --hidden 64 128 256 512 1024   # the size sweep
+
+With jaxdl and torch among the peers, a last table gives jaxdl's speed relative to
+PyTorch per size (PyTorch's time / jaxdl's, the median of the per-round ratios), on this
+machine's CPU and, where a GPU is present (CUDA for both), on the GPU; the other column
+stays empty.
 
 Each (peer, size, round) runs in a fresh Python process by default, in interleaved
 rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's
@@ -30,7 +36,7 @@ from jaxdl.models.dense import dense_apply
 from jaxdl.models.lstm import LSTMParams, lstm_scan, lstm_scan_reference
 from jaxdl.models.rnn import rnn_init
 
-B, T, D = 64, 100, 32
+B, T, D = 32, 100, 32   # B: --batch
 
 
 def jax_step_fn(scan, hoist=None):
@@ -195,26 +201,44 @@ def set_torch_threads():
         import torch
     except ImportError:
         return False
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
     return True
+
+
+def pin_threads():
+    """BENCH_THREADS=n (--threads): this worker runs on its first n cores only (both
+    libraries' thread pools then share them), before either library starts its pool."""
+    n = int(os.environ.get("BENCH_THREADS", 0))
+    if n:
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:n])
+        os.environ["OMP_NUM_THREADS"] = str(n)
 
 
 def time_in_subprocess(peer, H, reps):
     """Run one peer in a fresh interpreter (same environment) and return its timings."""
-    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps)
+    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps, "--batch", B)
 
 
 def main(argv=None):
+    global B
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[128, 512])
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=B, help="B, the streams of a step")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="pin each worker to this many cores (both peers; torch.set_num_threads too); "
+                         "0: each library's default, all cores")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per peer (noise)")
     ap.add_argument("--peers", nargs="+", default=["jaxdl", "jaxdl_hoist", "autodiff_scan", "flax", "keras", "torch"])
     ap.add_argument("--in-process", action="store_true", help="time every peer in this process")
     ap.add_argument("--json", default=None, help="write results here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
+    B = a.batch
+    if a.threads:   # inherited by the workers
+        os.environ["BENCH_THREADS"] = str(a.threads)
     if a.worker:  # child process: one peer, one size; print its timings as JSON
+        pin_threads()
         set_torch_threads()
         print(json.dumps(run_peer(a.worker, a.hidden[0], a.reps, *data(a.hidden[0]))))
         return {}
@@ -223,17 +247,21 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; B={B} T={T} D={D}; "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
-          f"{a.rounds} rounds x {a.reps} steps each, {mode}")
-    results = {}
+          f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}")
+    results, sweep = {}, {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
     a.peers = [k for k in a.peers if k != "torch" or have_torch]
     for H in a.hidden:
         times = {k: [] for k in a.peers}
+        rounds = {k: [] for k in a.peers}
         for _ in range(a.rounds):
             for k in a.peers:
-                times[k] += (run_peer(k, H, a.reps, *data(H)) if a.in_process
-                             else time_in_subprocess(k, H, a.reps))
+                t = run_peer(k, H, a.reps, *data(H)) if a.in_process else time_in_subprocess(k, H, a.reps)
+                times[k] += t
+                rounds[k].append(statistics.median(t))
+        if "jaxdl" in rounds and "torch" in rounds:
+            sweep[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl"], rounds["torch"]))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items() if v}
         low = {k: min(v) * 1e3 for k, v in times.items() if v}
         best = min(med.values())
@@ -241,6 +269,18 @@ def main(argv=None):
         for k, v in sorted(med.items(), key=lambda kv: kv[1]):
             print(f"  {k:14s} {v:9.2f} ms   {v / best:5.2f}x   min {low[k]:9.2f} ms")
         results[H] = {"median_ms": med, "min_ms": low}
+        if H in sweep:
+            results[H]["jaxdl_speed_vs_torch"] = sweep[H]
+    if sweep:
+        gpu = jax.default_backend() == "gpu"
+        print(f"\njaxdl's speed relative to PyTorch (PyTorch's time / jaxdl's; median of {a.rounds} round ratios), "
+              f"B={B} T={T} D={D}; threads={a.threads or 'default'}; "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+        print("| H | jaxdl ms | PyTorch ms | CPU | GPU |\n|---|---|---|---|---|")
+        for H, r in sweep.items():
+            m = results[H]["median_ms"]
+            cpu, gpu_col = ("", f"{r:.2f}x") if gpu else (f"{r:.2f}x", "")
+            print(f"| {H} | {m['jaxdl']:.1f} | {m['torch']:.1f} | {cpu} | {gpu_col} |")
     if have_torch and jax.default_backend() == "cpu":
         agr = agreement_with_torch()
         print("\njaxdl vs torch.nn.LSTM, identical weights, max abs diff:", json.dumps(agr))

@@ -133,8 +133,15 @@ def windows(T, k1, k2):
 
 # ----------------------------------------------------------------------------- jaxdl
 
-def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=False):
+def jaxdl_setup(workload, seed, replicas, text_chars, dtype, remat, smoke=False):
+    """jaxdl's trainer for a workload: (run_epoch (jitted, donating), (params, opt state,
+    engine state), batches, evaluate (jitted), updates per epoch, data source).
+    BENCH_DATA=n (--data): the B streams split over n CPU devices (a data axis, one device
+    per core; XLA all-reduces the gradient sums once per update)."""
     import jax
+    data = int(os.environ.get("BENCH_DATA", 1))
+    if data > 1:
+        jax.config.update("jax_num_cpu_devices", data)
     import jax.numpy as jnp
     import numpy as np
 
@@ -152,6 +159,10 @@ def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
     ones = np.ones((T, B), np.float32)
     batches = Batch(jnp.asarray(xs)[None], jnp.asarray(ys)[None], jnp.asarray(ones)[None], jnp.asarray(ws)[None])
     first = jax.tree.map(lambda a: a[0], batches)
+    if data > 1:   # every [1, T, B] input split along B
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec
+        mesh = Mesh(np.array(jax.devices()[:data]), ("data",))
+        batches = jax.device_put(batches, NamedSharding(mesh, PartitionSpec(None, None, "data")))
 
     def init(key):
         p = rnn_init(key, V, cfg["hidden"], V)
@@ -166,13 +177,21 @@ def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
     run_epoch = eng.run_epoch
     if replicas > 1:
         keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.PRNGKey(seed), r))(jnp.arange(replicas))
-        p, o, s = jax.jit(jax.vmap(init))(keys)
+        state = jax.jit(jax.vmap(init))(keys)
         run_epoch = jax.vmap(run_epoch, in_axes=(0, 0, 0, None))
         evaluate = jax.vmap(evaluate)
     else:
-        p, o, s = jax.jit(init)(jax.random.PRNGKey(seed))
-    run_epoch = jax.jit(run_epoch, donate_argnums=(0, 1, 2))
-    evaluate = jax.jit(evaluate)
+        state = jax.jit(init)(jax.random.PRNGKey(seed))
+    return (jax.jit(run_epoch, donate_argnums=(0, 1, 2)), state, batches, jax.jit(evaluate),
+            eng.schedule.updates, source)
+
+
+def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=False):
+    import jax
+    import numpy as np
+
+    run_epoch, (p, o, s), batches, evaluate, updates, source = jaxdl_setup(
+        workload, seed, replicas, text_chars, dtype, remat, smoke)
     times, cpu, losses = [], [], []
     t_all = time.perf_counter()
     for _ in range(epochs):
@@ -185,7 +204,7 @@ def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
         losses.append(float(np.mean(loss)))
     wall = time.perf_counter() - t_all
     m = jax.tree.map(lambda a: float(np.mean(a)), evaluate(p))
-    return {"updates_per_epoch": eng.schedule.updates, "epoch_s": times, "epoch_cpu_s": cpu, "wall_s": wall,
+    return {"updates_per_epoch": updates, "epoch_s": times, "epoch_cpu_s": cpu, "wall_s": wall,
             "train_loss": losses, "test": m, "replicas": replicas, "source": source,
             "device": jax.devices()[0].device_kind}
 
@@ -240,20 +259,30 @@ def torch_epoch(lstm, lin, opt, x, y, w, k1, k2):
     return torch.stack(losses)
 
 
-def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=False):
+def torch_setup(workload, seed, text_chars, smoke=False):
+    """The PyTorch peer for a workload: (model (lstm, lin, opt), train tensors (x one-hot
+    [T, B, V], y, w), test arrays, cfg, device, data source). Threads: BENCH_THREADS or all cores."""
     import torch
     import torch.nn.functional as F
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", 0)) or os.cpu_count() or 1)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    cfg, (xs, ys, ws), (xt, yt, wt), V, source = load(workload, seed, text_chars, smoke)
-    T, B = xs.shape
+    cfg, (xs, ys, ws), test, V, source = load(workload, seed, text_chars, smoke)
     torch.manual_seed(seed)
-    lstm, lin, opt = torch_model(V, cfg["hidden"], cfg["lr"], dev)
+    model = torch_model(V, cfg["hidden"], cfg["lr"], dev)
     x = F.one_hot(torch.from_numpy(xs).long(), V).float().to(dev)      # [T, B, V]
     y = torch.from_numpy(ys).long().to(dev)
     w = torch.from_numpy(ws).to(dev)
+    return model, (x, y, w), test, cfg, dev, source
+
+
+def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=False):
+    import torch
+    import torch.nn.functional as F
+
+    (lstm, lin, opt), (x, y, w), (xt, yt, wt), cfg, dev, source = torch_setup(workload, seed, text_chars, smoke)
+    sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
+    T, V = x.shape[0], x.shape[-1]
     times, cpu, losses = [], [], []
     t_all = time.perf_counter()
     for _ in range(epochs):
@@ -302,6 +331,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=0,
                     help="pin each worker to this many cores (both peers; torch.set_num_threads too); "
                          "0: each library's default, all cores")
+    ap.add_argument("--data", type=int, default=1,
+                    help="jaxdl: split the streams over this many CPU devices (a data axis)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -321,12 +352,14 @@ def main(argv=None):
     a.peers = [p for p in a.peers if importlib.util.find_spec({"jaxdl": "jax"}.get(p, p))]
     if a.threads:   # inherited by the workers, which pin themselves to that many cores
         os.environ["BENCH_THREADS"] = str(a.threads)
+    if a.data > 1:
+        os.environ["BENCH_DATA"] = str(a.data)
     print(f"TBPTT workloads, {a.rounds} round(s), a fresh process per peer and round; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; threads={a.threads or 'default'}; "
           f"jaxdl dtype={a.dtype} "
-          f"remat={a.remat} replicas={a.replicas}")
+          f"remat={a.remat} replicas={a.replicas} data={a.data}")
     results = {}
     for wl in a.workloads:
         cfg = {**WORKLOADS[wl], **(SMOKE[wl] if a.smoke else {})}

@@ -1,16 +1,23 @@
-"""Where an epoch of the default job's trainer spends its time: XLA's per-op profile.
+"""Where an epoch of training spends its time: XLA's per-op profile (and PyTorch's).
 
     python experiments/profile_epoch.py [--members 1] [--top 25] [--length 2000] [--estimator uoro]
+    python experiments/profile_epoch.py --workload textgen [--text-chars 20000] [--torch] [--peak]
 
 Compiles the program train_loop compiles for the echo default job (hidden 64, TBPTT(10, 20),
-or --estimator uoro | snap1 | rtrl with an update every 10 steps; 32 streams;
-jax.jit(jax.vmap(trainer.train_epoch)) over --members members), runs one epoch to warm up,
-then one under jax.profiler.trace, reads the trace's per-thunk events (the
+or --estimator uoro | snap1 | rtrl with an update every 10 steps; 32 streams; jax.jit(jax.vmap(trainer.train_epoch)) over --members members), runs one epoch
+to warm up, then one under jax.profiler.trace, reads the trace's per-thunk events (the
 Perfetto JSON JAX writes) and prints the time per kind of op (products, element-wise
 fusions, buffer updates and slices, copies and transposes, loop control) and the --top ops,
 each with its count per epoch and its result shape from the compiled HLO. The profiler
 adds a per-op cost of its own, so compare kinds and ops within one table, and epochs
 only across tables of the same member count.
+
+--workload textgen profiles experiments/bench_tbptt_workload.py's char-LSTM instead (H=512,
+TBPTT(100, 100), 32 streams, the first --text-chars characters). Every product is listed
+with its shape and its achieved GFLOP/s (2 M N K flops per call over its profiled time).
+--torch adds torch.profiler's table of the PyTorch TBPTT loop on the same workload (self
+CPU time per aten op); --peak the GFLOP/s of one large [2048, 2048] @ [2048, 2048] matmul in
+each library, the ceiling the products are measured against.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import collections
 import glob
 import gzip
 import json
+import os
 import re
 import sys
 import tempfile
@@ -41,17 +49,58 @@ def kind_of(name: str) -> str:
     return "element-wise fusions, other"
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--members", type=int, default=1)
-    ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--length", type=int, default=2000)
-    ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--estimator", default="tbptt", help="tbptt, or an online estimator (rtrl, uoro, snap1) with "
-                                                          "estimator.every=10")
-    a = ap.parse_args(argv)
-    import jax
+DOT = re.compile(r"\s*(?:ROOT )?%(\S+) = f32\[([\d,]*)\]\S* dot\(%(\S+), %(\S+)\),.*lhs_contracting_dims=\{([\d,]*)\}")
+DEF = re.compile(r"\s*(?:ROOT )?%(\S+) = \w+\[([\d,]*)\]")
 
+
+def dot_shapes(hlo: str) -> dict:
+    """{op name: (flops per call, "[lhs] x [rhs]")} for every f32 dot of compiled HLO text,
+    and for every fusion whose computation holds one (XLA:CPU wraps products in fusions
+    that YNNPACK, XNNPACK or oneDNN run: the profile names the fusion)."""
+    dims = lambda t: [int(d) for d in t.split(",") if d]
+    dots, comp, calls, shape = {}, None, {}, {}
+    for line in hlo.splitlines():
+        d = DEF.match(line)
+        if d:
+            shape[d.group(1)] = d.group(2)
+        c = re.match(r"%(\S+) \(.*\{$", line)
+        if c:
+            comp = c.group(1)
+        f = re.search(r"^\s*(?:ROOT )?%(\S+) = .* fusion\(.*calls=%([^,\s]+)", line)
+        if f:
+            calls[f.group(1)] = f.group(2)
+        m = DOT.match(line)
+        if not m:
+            continue
+        name, res, a, b, contract = m.groups()
+        lhs, rhs = shape.get(a, ""), shape.get(b, "")
+        k = 1
+        for d in dims(contract):
+            k *= dims(lhs)[d]
+        n = 1
+        for d in dims(res):
+            n *= d
+        dots[name] = (2 * n * k, f"[{lhs}] x [{rhs}]")
+        if comp is not None:
+            dots.setdefault("%" + comp, dots[name])
+    out = {n: v for n, v in dots.items() if not n.startswith("%")}
+    out.update({f: dots["%" + c] for f, c in calls.items() if "%" + c in dots})
+    return out
+
+
+def jaxdl_epoch(a):
+    """(epoch(state) -> state, initial state, compiled HLO text, updates, label) of the workload."""
+    import jax
+    if a.workload == "textgen":
+        from bench_tbptt_workload import jaxdl_setup
+        run, state, batches, _, ups, source = jaxdl_setup("textgen", 0, 1, a.text_chars, "float32", None)
+        hlo = run.lower(*state, batches).compile().as_text()
+
+        def epoch(st):
+            p, o, s, out = run(*st, batches)
+            jax.block_until_ready(out)
+            return p, o, s
+        return epoch, state, hlo, ups, f"textgen (H=512, TBPTT(100, 100), B=32, {a.text_chars} chars of {source})"
     from jaxdl.config.schema import EstimatorConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.optimizers import optimizers
     from jaxdl.tasks.synthetic import EchoConfig, echo
@@ -66,24 +115,109 @@ def main(argv=None) -> dict:
     else:
         tr = online_trainer(task, RecurrentConfig(hidden=a.hidden), optimizers(OptimConfig()),
                             EstimatorConfig(a.estimator, 10))
-    epoch = jax.jit(jax.vmap(tr.train_epoch, in_axes=(0, None)))
+    run = jax.jit(jax.vmap(tr.train_epoch, in_axes=(0, None)))
     state, inputs = init_members(tr, 0, a.members), tr.epoch_inputs(0)
+    hlo = run.lower(state, inputs).compile().as_text()
+
+    def epoch(st):
+        st, out = run(st, inputs)
+        jax.block_until_ready(out)
+        return st
+    return (epoch, state, hlo, tr.updates_per_epoch * a.members,
+            f"echo hidden {a.hidden}, {a.estimator}, {a.members} member(s)")
+
+
+def torch_profile(a, top):
+    """torch.profiler over one epoch of the PyTorch TBPTT loop (after one warm-up epoch):
+    self CPU ms per aten op, with its input shapes."""
+    import torch
+    from bench_tbptt_workload import torch_epoch, torch_setup
+    (lstm, lin, opt), (x, y, w), _, cfg, _, _ = torch_setup(a.workload, 0, a.text_chars)
+    torch_epoch(lstm, lin, opt, x, y, w, cfg["k1"], cfg["k2"])
+    t0 = time.perf_counter()
+    torch_epoch(lstm, lin, opt, x, y, w, cfg["k1"], cfg["k2"])
+    plain = time.perf_counter() - t0
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        torch_epoch(lstm, lin, opt, x, y, w, cfg["k1"], cfg["k2"])
+    ev = prof.key_averages(group_by_input_shape=True)
+    total = sum(e.self_cpu_time_total for e in ev)
+    print(f"\nPyTorch ({torch.get_num_threads()} threads): {plain * 1e3:.0f} ms per epoch unprofiled; "
+          f"self CPU time under the profiler {total / 1e3:.0f} ms")
+    print("| aten op | self CPU ms | share | calls | input shapes |\n|---|---|---|---|---|")
+    for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
+        shapes = ", ".join(str(s) for s in e.input_shapes if s)[:90]
+        print(f"| {e.key} | {e.self_cpu_time_total / 1e3:.1f} | {e.self_cpu_time_total / total:.0%} | {e.count} "
+              f"| {shapes} |")
+    return {"ms_per_epoch": plain * 1e3}
+
+
+def peak():
+    """GFLOP/s of one [2048, 2048] @ [2048, 2048] float32 matmul in JAX and in PyTorch (median of 5)."""
+    import statistics
+
+    import jax
+    import jax.numpy as jnp
+    n, res = 2048, {}
+    x = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a, b: a @ b)
+    f(x, x).block_until_ready()
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        f(x, x).block_until_ready()
+        ts.append(time.perf_counter() - t0)
+    res["jax"] = 2 * n ** 3 / statistics.median(ts) / 1e9
+    try:
+        import os
+
+        import torch
+        torch.set_num_threads(os.cpu_count() or 1)
+        y = torch.ones(n, n)
+        y @ y
+        ts = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            y @ y
+            ts.append(time.perf_counter() - t0)
+        res["torch"] = 2 * n ** 3 / statistics.median(ts) / 1e9
+    except ImportError:
+        pass
+    print("\npeak, one [2048, 2048] @ [2048, 2048] float32 matmul: " +
+          ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in res.items()))
+    return res
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--members", type=int, default=1)
+    ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--length", type=int, default=2000)
+    ap.add_argument("--hidden", type=int, default=64)
+    ap.add_argument("--workload", default="echo", choices=["echo", "textgen"])
+    ap.add_argument("--estimator", default="tbptt", help="echo: tbptt, or an online estimator (rtrl, uoro, snap1) "
+                                                          "with estimator.every=10")
+    ap.add_argument("--text-chars", type=int, default=20_000, help="textgen: characters of text")
+    ap.add_argument("--torch", action="store_true", help="also profile the PyTorch TBPTT loop (torch.profiler)")
+    ap.add_argument("--peak", action="store_true", help="also measure one large matmul in each library")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import jax
+
+    epoch, state, hlo, ups, label = jaxdl_epoch(a)
     shapes = {}
-    for line in epoch.lower(state, inputs).compile().as_text().splitlines():
+    for line in hlo.splitlines():
         m = re.match(r"\s*(?:ROOT )?%(\S+) = (\S+) ", line)
         if m:
             shapes[m.group(1)] = re.sub(r"\{.*", "", m.group(2))
-    state, out = epoch(state, inputs)
-    jax.block_until_ready(out)
+    dots = dot_shapes(hlo)
+    state = epoch(state)
     t0 = time.perf_counter()
-    state, out = epoch(state, inputs)
-    jax.block_until_ready(out)
+    state = epoch(state)
     plain = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as d:
         with jax.profiler.trace(d, create_perfetto_trace=True):
             t0 = time.perf_counter()
-            state, out = epoch(state, inputs)
-            jax.block_until_ready(out)
+            state = epoch(state)
             traced = time.perf_counter() - t0
         trace = json.load(gzip.open(glob.glob(f"{d}/**/*.trace.json.gz", recursive=True)[0]))
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
@@ -101,15 +235,19 @@ def main(argv=None) -> dict:
         if not n.startswith("while"):
             kinds[kind_of(n)] += t
     kinds["loop control"] += max(loops - body, 0)
-    ups = tr.updates_per_epoch
-    print(f"echo hidden {a.hidden}, {a.estimator}, {a.members} member(s), {ups} updates per epoch: "
-          f"{plain * 1e3:.0f} ms per epoch ({ups * a.members / plain:.0f} member-updates/s), "
-          f"{traced * 1e3:.0f} ms under the profiler")
+    print(f"{label}, {ups} (member-)updates per epoch: {plain * 1e3:.0f} ms per epoch "
+          f"({ups / plain:.1f} member-updates/s), {traced * 1e3:.0f} ms under the profiler; "
+          f"jax {jax.__version__}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print("| kind of op | ms per epoch (profiled) | share |")
     print("|---|---|---|")
     op_total = sum(kinds.values())
     for k, t in kinds.most_common():
         print(f"| {k} | {t / 1e3:.1f} | {t / op_total:.0%} |")
+    if dots:
+        print("\n| product | operands | calls per epoch | ms | GFLOP/s |\n|---|---|---|---|---|")
+        for n, t in sorted(((n, total[n]) for n in dots if n in total), key=lambda nt: -nt[1]):
+            flops, ops = dots[n]
+            print(f"| {n} | {ops} | {count[n]} | {t / 1e3:.1f} | {flops * count[n] / (t * 1e3):.1f} |")
     print("\n| op | ms | count per epoch | result shape |\n|---|---|---|---|")
     for n, t in total.most_common():
         if a.top <= 0:
@@ -118,8 +256,13 @@ def main(argv=None) -> dict:
             continue
         print(f"| {n} | {t / 1e3:.1f} | {count[n]} | {shapes.get(n, '?')} |")
         a.top -= 1
-    return {"ms_per_epoch": plain * 1e3, "kinds_ms": {k: t / 1e3 for k, t in kinds.items()},
-            "ops": {n: (t / 1e3, count[n]) for n, t in total.items()}}
+    res = {"ms_per_epoch": plain * 1e3, "kinds_ms": {k: t / 1e3 for k, t in kinds.items()},
+           "ops": {n: (t / 1e3, count[n]) for n, t in total.items()}}
+    if a.torch:
+        res["torch"] = torch_profile(a, 15)
+    if a.peak:
+        res["peak"] = peak()
+    return res
 
 
 if __name__ == "__main__":

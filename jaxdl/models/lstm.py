@@ -8,8 +8,9 @@ Gates i, f, g, o (no peepholes), as in the source text's LSTM chapters:
 
 `lstm_scan` runs the recurrence with `jax.lax.scan` over time (time-major arrays).
 Its VJP is custom: the reverse scan carries only (dh, dc) and emits the gate
-gradients dz_t; the weight gradients are then two contractions over time and batch,
-dWx = sum_{t,b} x_tb^T dz_tb (einsum "tbd,tbg->dg", `contract_lead`), with T and B kept as separate
+gradients dz_t; the weight gradients are then one contraction over time and batch,
+[dWx; dWh; db] = sum_{t,b} [x_tb, h_{t-1,b}, 1]^T dz_tb (einsum "tbk,tbg->kg", `contract_lead`;
+with a bf16 compute dtype dWx and dWh are two and db a float32 sum), with T and B kept as separate
 axes: split along B (a mesh's data axis) each device contracts its own streams and
 only the [D, 4H] result is all-reduced (a [T*B, D] reshape would gather the
 activations of every device instead). Gradients are checked against autodiff of `lstm_scan_reference`
@@ -176,9 +177,15 @@ def _backward(hoist, cd, res, cot):
 
     (dh0, dc0), dzs = jax.lax.scan(step, (dhT, dcT), (dhs, cs, c_prev, acts, mask), reverse=True)
     h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)          # [T, B, H]
-    dwx = contract_lead(xs, dzs, cd)                              # [D, 4H]
-    dwh = contract_lead(h_prev, dzs, cd)                          # [H, 4H]
-    db = dzs.sum(axis=(0, 1))
+    if cd is None:   # one contraction of [x_t, h_{t-1}, 1] gives [dWx; dWh; db]: dz is read once
+        ones = jnp.ones(h_prev.shape[:2] + (1,), h_prev.dtype)
+        g = contract_lead(jnp.concatenate([xs.astype(h_prev.dtype), h_prev, ones], axis=-1), dzs, cd)
+        D, H = xs.shape[-1], h_prev.shape[-1]
+        dwx, dwh, db = g[:D].astype(params.wx.dtype), g[D:D + H], g[D + H]   # [D, 4H], [H, 4H], [4H]
+    else:            # bf16 products; the bias gradient stays a float32 sum
+        dwx = contract_lead(xs, dzs, cd)                              # [D, 4H]
+        dwh = contract_lead(h_prev, dzs, cd)                          # [H, 4H]
+        db = dzs.sum(axis=(0, 1))
     dxs = matmul(dzs, params.wx.T, cd).astype(xs.dtype)            # [T, B, D]
     dmask = None if mask is None else jnp.zeros_like(mask)
     return LSTMParams(dwx, dwh, db), dxs, dh0, dc0, dmask
