@@ -4,9 +4,10 @@
     python experiments/profile_epoch.py --workload textgen [--text-chars 20000] [--torch] [--peak]
 
 Compiles the program train_loop compiles for the echo default job (hidden 64, TBPTT(10, 20),
-or --estimator uoro | snap1 | rtrl with an update every 10 steps; 32 streams; jax.jit(jax.vmap(trainer.train_epoch)) over --members members), runs one epoch
-to warm up, then one under jax.profiler.trace, reads the trace's per-thunk events (the
-Perfetto JSON JAX writes) and prints the time per kind of op (products, element-wise
+or --estimator uoro | snap1 | rtrl with an update every 10 steps; 32 streams;
+jax.jit(jax.vmap(trainer.train_epoch)) over --members members), runs one epoch to warm up,
+then one under jax.profiler.trace, reads the trace's per-thunk events (the Perfetto JSON JAX
+writes) and prints the time per kind of op (products, element-wise
 fusions, buffer updates and slices, copies and transposes, loop control) and the --top ops,
 each with its count per epoch and its result shape from the compiled HLO. The profiler
 adds a per-op cost of its own, so compare kinds and ops within one table, and epochs
