@@ -163,7 +163,7 @@ def _changes(base: dict, c: dict, groups: tuple) -> list[str]:
 
 def generate() -> str:
     from jaxdl.config import schema
-    from jaxdl.configure import MODEL_KINDS, USES, WHY_NOT
+    from jaxdl.configure import MODEL_KINDS, USES, WHY_NOT, why_not
     from jaxdl.models.cell import cells
     from jaxdl.tasks import TASKS
     from jaxdl.train.population import KEYS, SHAPE_KEYS
@@ -259,7 +259,7 @@ def generate() -> str:
         out.append(f"| {kind} | " + " | ".join(cells_) + " |")
     out += ["", "The reason each refusal gives:", "",
             "| key | why it is refused |", "|---|---|"]
-    out += [f"| `{k}` | {v} |" for k, v in WHY_NOT.items()]
+    out += [f"| `{k}` | {why_not(k)} |" for k in WHY_NOT]
     out += ["", "### Population keys", "",
             "Lists under `population.` that one compiled program can vary: " + ", ".join(f"`{k}`" for k in KEYS) +
             ". Refused (they change array shapes; sweep them with `-m`): " + ", ".join(f"`{k}`" for k in SHAPE_KEYS)

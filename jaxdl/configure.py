@@ -47,8 +47,8 @@ USES = {
 # read by every kind (the mesh's own checks refuse what a trainer cannot split)
 EVERYWHERE = {"seed", "data_dir", "logger", "experiment", "dist", "mesh", "hydra"}
 WHY_NOT = {
-    "tbptt": "TBPTT settings act on the stream tasks (echo, adding, sine, textgen) only",
-    "estimator": "gradient estimators act on the stream tasks (echo, adding, sine, textgen) only",
+    "tbptt": "TBPTT settings act on the stream tasks ({stream}) only",
+    "estimator": "gradient estimators act on the stream tasks ({stream}) only",
     "optim": "the perceptron and the linear unit follow their own rule at model.rate",
     "train.epochs": "the perceptron and the linear unit count passes in model.iterations",
     "train.batch_size": "a stream task's batch is its streams (task.streams / task.batch)",
@@ -57,6 +57,14 @@ WHY_NOT = {
     "model.remat": "the Keras-style tasks run their own layers (no hoist, dtype or remat there)",
     "population": "this task's trainer trains one fixed configuration; sweep with Hydra multirun (-m)",
 }
+
+
+def why_not(key: str) -> str | None:
+    """WHY_NOT[key] with {stream} filled by the registered stream tasks' names."""
+    from jaxdl.tasks import tasks
+    why = WHY_NOT.get(key)
+    stream = ", ".join(sorted(n for n, t in tasks().items() if t.kind == "stream"))
+    return why and why.format(stream=stream)
 
 
 _WORDS = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
@@ -156,7 +164,7 @@ def _check_uses(keys: list[str], kind: str, task: str) -> None:
         sub = rest.split(".")[0]
         if allowed == "*" or (allowed and (not rest or sub in allowed)):
             continue
-        why = WHY_NOT.get(f"{group}.{sub}") or WHY_NOT.get(group) or "its trainer does not read it"
+        why = why_not(f"{group}.{sub}") or why_not(group) or "its trainer does not read it"
         raise ConfigError(f"{key}: task {task!r} does not use this setting: {why}; remove {key}")
 
 
