@@ -32,7 +32,7 @@ from jaxdl.models.rnn import rnn_carry
 from jaxdl.objectives import get_objective
 from jaxdl.train.loop import Trainer
 from jaxdl.train.tbptt import RESET_POLICIES, summarize
-from jaxdl.train.tbptt_trainer import _shuffle, evaluate_stream, init_params, stream_apply
+from jaxdl.train.tbptt_trainer import _shuffle, engine_steps, evaluate_stream, init_params, stream_apply
 
 ONLINE = tuple(ESTIMATORS)
 
@@ -173,7 +173,7 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
                 f"has {have / 2**30:.1f} GiB; use estimator=snap1 or uoro, or fewer hidden units or streams")
     encode = (lambda x: jax.nn.one_hot(x, task.in_dim)) if task.token_inputs else (lambda x: x)
     eng = make_online(est, update_opt, T, int(estimator.every), reset, encode)
-    run_epoch, U = eng.run_epoch, eng.updates
+    U = eng.updates
     apply_fn = stream_apply(task, model)
     train_static = jax.tree.map(jnp.asarray, task.train)
 
@@ -182,18 +182,7 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
         seq = (rnn_carry(params, B), est.init(params, B, jax.random.split(key)[1]))
         return {"params": params, "opt_state": member_optimizer(hp).init(params), "seq": seq}
 
-    def train_epoch(state, data):
-        p, o, s, out = run_epoch(state["params"], state["opt_state"], state["seq"], data)
-        return ({"params": p, "opt_state": o, "seq": s},
-                {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
-
-    def train_chunk(state, data, start, count):
-        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
-        return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
-
-    def epoch_metrics(parts):
-        w = jnp.maximum(parts["weight"].sum(), 1.0)
-        return {k: v.sum() / w for k, v in parts["sums"].items()}
+    train_epoch, train_chunk = engine_steps(eng.run_epoch, eng.run_updates)
 
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
@@ -206,4 +195,4 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
     splits = {name: jax.tree.map(jnp.asarray, b) for name, b in (("val", task.val), ("test", task.test))
               if b is not None}
     return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * U, data_axes=2,
-                   train_chunk=train_chunk, epoch_metrics=epoch_metrics)
+                   train_chunk=train_chunk, epoch_metrics=summarize)

@@ -5,6 +5,8 @@ Everything here takes plain values; config parsing happens at the entry point.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -60,6 +62,23 @@ def evaluate_stream(apply_fn, metrics_fn, init_carry, reset, params, batches: Ba
     return summarize({"sums": sums, "weight": w})
 
 
+def engine_steps(run_epoch: Callable, run_updates: Callable) -> tuple[Callable, Callable]:
+    """(train_epoch, train_chunk) of a trainer whose state is {"params", "opt_state", "seq"},
+    over an engine with make_tbptt's contract: run_epoch(params, opt_state, seq, batches) and
+    run_updates(..., start, count) -> (params, opt_state, seq, out), out = {"sums", "weight"}
+    per update. An epoch's metrics from its chunks' parts are tbptt.summarize(parts)."""
+    def train_epoch(state, data):
+        p, o, s, out = run_epoch(state["params"], state["opt_state"], state["seq"], data)
+        return ({"params": p, "opt_state": o, "seq": s},
+                {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
+
+    def train_chunk(state, data, start, count):
+        p, o, s, out = run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
+        return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
+
+    return train_epoch, train_chunk
+
+
 def _shuffle(batches: Batch, rng: np.random.Generator) -> Batch:
     """Permute independent sequences across batches (only for reset='batch')."""
     N, T, B = batches.mask.shape
@@ -97,18 +116,7 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
         opt_m = member_optimizer(hp) if injectable else opt
         return {"params": params, "opt_state": opt_m.init(params), "seq": eng.fresh_state(params, first)}
 
-    def train_epoch(state, data):
-        p, o, s, out = eng.run_epoch(state["params"], state["opt_state"], state["seq"], data)
-        return ({"params": p, "opt_state": o, "seq": s},
-                {"losses": out["sums"]["loss"].reshape(-1), "metrics": summarize(out)})
-
-    def train_chunk(state, data, start, count):
-        p, o, s, out = eng.run_updates(state["params"], state["opt_state"], state["seq"], data, start, count)
-        return {"params": p, "opt_state": o, "seq": s}, {"losses": out["sums"]["loss"], "parts": out}
-
-    def epoch_metrics(parts):
-        w = jnp.maximum(parts["weight"].sum(), 1.0)
-        return {k: v.sum() / w for k, v in parts["sums"].items()}
+    train_epoch, train_chunk = engine_steps(eng.run_epoch, eng.run_updates)
 
     def evaluate(state, split):
         return evaluate_stream(apply_fn, objective, rnn_carry, reset, state["params"], split)
@@ -122,4 +130,4 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
               if b is not None}
     # batches and splits are [N, T, B, ...]: their B streams are the data-parallel axis (jaxdl.run.mesh)
     return Trainer(init, train_epoch, evaluate, epoch_inputs, splits, N * eng.schedule.updates, data_axes=2,
-                   train_chunk=train_chunk, epoch_metrics=epoch_metrics)
+                   train_chunk=train_chunk, epoch_metrics=summarize)
