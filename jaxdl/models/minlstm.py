@@ -17,9 +17,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxdl.models.cell import Cell, Elementwise
-from jaxdl.models.linear_scan import carry_reference, check_linear_args, held_gate, linear_recurrence
-from jaxdl.models.products import compute_dtype_of, matmul
+from jaxdl.models.input_gated import input_gated_cell
+from jaxdl.models.products import matmul
 
 
 class MinLSTMParams(NamedTuple):
@@ -43,37 +42,4 @@ def _gates(params, x, cd):
     return f / s, (i / s) * cand
 
 
-def _rec(params, state, x):
-    (h,) = state
-    a, b = _gates(params, x, None)
-    return (a * h + b,)
-
-
-ELEMENTWISE = Elementwise(split=tuple, rec=_rec, emit=lambda params, state, x: tuple(state),
-                          recurrent=lambda params: (True, True))
-
-
-def minlstm_step(params: MinLSTMParams, carry, x, rec=None):
-    """One unmasked step (h,), x [B, D] -> (h',); rec is unused (no recurrent product)."""
-    return _rec(params, tuple(carry), x)
-
-
-minlstm_scan_reference = carry_reference(minlstm_step)
-
-
-def minlstm_scan(params: MinLSTMParams, xs, carry, mask=None, hoist=None, compute_dtype=None, form=None):
-    """Run one minLSTM layer: xs [T, B, D], carry (h0 [B, H],), mask [T, B] | None,
-    form -> (hs [T, B, H], (hT,)). Differentiable (autodiff) in params, xs and carry."""
-    H = params.b.shape[0] // 3
-    mask = check_linear_args("minLSTM", params.wx.shape[0], H, xs, carry, 1, mask, hoist)
-    a, b = held_gate(*_gates(params, xs, compute_dtype_of(compute_dtype)), mask)
-    hs = linear_recurrence(a, b, carry[0], form)
-    return hs, (hs[-1],)
-
-
-CELL = Cell(
-    name="minlstm", init=minlstm_init,
-    carry=lambda params, batch: (jnp.zeros((batch, params.b.shape[0] // 3), params.b.dtype),),
-    scan=minlstm_scan, step=minlstm_step, output=lambda carry: carry[0], reference=minlstm_scan_reference,
-    params=MinLSTMParams, options=(), gates=3, forms=("sequential", "parallel"),
-    elementwise=lambda params: ELEMENTWISE)
+CELL = input_gated_cell("minlstm", "minLSTM", _gates, 3, minlstm_init, MinLSTMParams)
