@@ -156,6 +156,28 @@ def test_a_storage_that_cannot_be_opened_and_a_study_of_another_space_are_refuse
         _sweep(tmp_path, storage=db, study_name="s").open_study(other)
 
 
+def test_an_ask_cut_short_by_a_kill_is_completed_on_relaunch(tmp_path):
+    """A SIGKILL between study.ask's trial and its parameters leaves a RUNNING trial with a
+    part of the space: the relaunch loads the study and suggests the missing parameters."""
+    from optuna.distributions import FloatDistribution
+    from jaxdl.search.sweeper import complete_asks
+    space, _ = search_space(SPACE)
+    db = f"sqlite:///{tmp_path / 's.db'}"
+    study = _sweep(tmp_path, storage=db, study_name="s").open_study(space)
+    cut = study._storage.create_new_trial(study._study_id)              # the kill struck here
+    first = next(iter(space))
+    optuna.Trial(study, cut)._suggest(first, space[first])
+    study = _sweep(tmp_path, storage=db, study_name="s").open_study(space)
+    stale = [t for t in study.get_trials() if t.state.name == "RUNNING"]
+    assert [set(t.params) for t in stale] == [{first}]
+    complete_asks(study, space, stale)
+    t = study.get_trials()[0]
+    assert set(t.params) == set(space) and t.distributions == space
+    other = dict(space, **{first: FloatDistribution(1e-5, 1.0)})  # the part it holds has to match
+    with pytest.raises(SweepConfigError, match="searched another space"):
+        _sweep(tmp_path, storage=db, study_name="s").open_study(other)
+
+
 def test_an_unknown_pruner_stops_the_sweep_before_any_trial(tmp_path):
     p = subprocess.run(_sweep_cmd(["hparams_search=echo_optuna", "hydra.sweeper.pruner=asha",
                                    f"hydra.sweep.dir={tmp_path / 'sw'}"] + QUIET),

@@ -44,6 +44,18 @@ DEFAULT_STUDY = "study"
 JOURNAL = "optuna.journal"
 
 
+def complete_asks(study, space: dict, trials) -> None:
+    """Suggest the parameters a kill left out of the trials' asks (`study.ask` writes the
+    trial, then its parameters one by one), as `study.ask` would have."""
+    import optuna
+    for t in trials:
+        if set(t.params) != set(space):
+            trial = optuna.Trial(study, t._trial_id)
+            for k, d in space.items():
+                if k not in t.params:
+                    trial._suggest(k, d)     # what study.ask(fixed_distributions) calls
+
+
 class SweepConfigError(ValueError):
     """A bad hydra.sweeper.* setting; the message starts with the key."""
 
@@ -209,7 +221,10 @@ class Sweep:
                 raise SweepConfigError(f"hydra.sweeper.study_name: study {name!r} in {url} was run to "
                                        f"{old.direction.name.lower()}; pick another study_name or that direction")
             for t in old.get_trials(deepcopy=False):
-                if set(t.distributions) != set(space) or any(space[k] != d for k, d in t.distributions.items()):
+                # a RUNNING trial may hold a part of the space: a kill cut its ask short
+                cut_short = t.state.name == "RUNNING" and set(t.distributions) < set(space)
+                if (set(t.distributions) != set(space) and not cut_short) or any(
+                        space.get(k) != d for k, d in t.distributions.items()):
                     raise SweepConfigError(
                         f"hydra.sweeper.study_name: study {name!r} in {url} searched another space "
                         f"(trial {t.number}: {dict(t.distributions)}; now: {space}); pick a new study_name "
@@ -241,6 +256,7 @@ class Sweep:
         stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
         log.info(f"Study {study.study_name} ({self.url or 'in memory'}): {len(finished)} finished, "
                  f"{len(stale)} left running by an earlier sweep, {self.n_trials} wanted")
+        complete_asks(study, space, stale)
         relaunch = [t.number for t in stale if not self._tell_from_run_dir(t)]
         if relaunch:
             self._run(relaunch)
