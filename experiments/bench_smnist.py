@@ -33,7 +33,17 @@ SIZES = {"row": {"hidden": 128, "batch": 128, "lr": 0.002, "clip": 1.0},
          "pixel": {"hidden": 100, "batch": 64, "lr": 0.001, "clip": 1.0}}
 
 
-def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path) -> dict:
+def one_core_env(env: dict) -> dict:
+    """XLA on one thread (its CPU client and its Eigen pool), for --one-core."""
+    flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+    return {**env, "XLA_FLAGS": f"{env.get('XLA_FLAGS', '')} {flags}".strip()}
+
+
+def pin_first_core() -> None:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+
+
+def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path, one_core: bool = False) -> dict:
     """`python -m jaxdl.main` with the recipe's settings -> seconds per timed epoch, compile, accuracy."""
     s = SIZES[order]
     T = 28 if order == "row" else 784
@@ -43,7 +53,8 @@ def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path) -> 
                  "train.checkpoint_every=1000", "train.progress=false", "logger.mode=disabled",
                  f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
-    p = subprocess.run([sys.executable, "-m", "jaxdl.main", *overrides], cwd=ROOT, env=env,
+    p = subprocess.run([sys.executable, "-m", "jaxdl.main", *overrides], cwd=ROOT,
+                       env=one_core_env(env) if one_core else env, preexec_fn=pin_first_core if one_core else None,
                        capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"jaxdl failed:\n{p.stderr[-3000:]}")
@@ -103,10 +114,10 @@ def torch_worker(order: str, epochs: int, limit: int, seed: int, threads: int) -
             "updates_per_epoch": -(-len(x_tr) // s["batch"])}
 
 
-def torch_run(order: str, epochs: int, limit: int, seed: int, threads: int) -> dict:
+def torch_run(order: str, epochs: int, limit: int, seed: int, threads: int, one_core: bool = False) -> dict:
     p = subprocess.run([sys.executable, __file__, "--worker", "--order", order, "--epochs", str(epochs),
-                        "--limit", str(limit), "--seed", str(seed), "--threads", str(threads)], cwd=ROOT,
-                       capture_output=True, text=True)
+                        "--limit", str(limit), "--seed", str(seed), "--threads", str(1 if one_core else threads)],
+                       cwd=ROOT, preexec_fn=pin_first_core if one_core else None, capture_output=True, text=True)
     if p.returncode != 0:
         raise SystemExit(f"torch failed:\n{p.stderr[-3000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -120,6 +131,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help=">0: the first `limit` training and test images")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="PyTorch's intra-op threads (torch.set_num_threads)")
+    ap.add_argument("--one-core", action="store_true",
+                    help="both peers on one thread, pinned to the same core (XLA's flags, torch.set_num_threads(1))")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -128,15 +141,19 @@ def main() -> None:
     rows = {"jaxdl": [], "pytorch": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            rows["jaxdl"].append(jaxdl_run(args.order, args.epochs, args.limit, args.seed, Path(tmp) / f"j{r}"))
+            rows["jaxdl"].append(jaxdl_run(args.order, args.epochs, args.limit, args.seed, Path(tmp) / f"j{r}",
+                                           args.one_core))
             print(f"round {r + 1}: jaxdl   {rows['jaxdl'][-1]} (load {os.getloadavg()[0]:.1f})", flush=True)
-            rows["pytorch"].append(torch_run(args.order, args.epochs, args.limit, args.seed, args.threads))
+            rows["pytorch"].append(torch_run(args.order, args.epochs, args.limit, args.seed, args.threads,
+                                            args.one_core))
             print(f"round {r + 1}: pytorch {rows['pytorch'][-1]} (load {os.getloadavg()[0]:.1f})", flush=True)
     med = {k: statistics.median(x["epoch_s"] for x in v) for k, v in rows.items()}
     acc = {k: statistics.median(x["test_accuracy"] for x in v) for k, v in rows.items()}
     s = SIZES[args.order]
+    threads = "one core each" if args.one_core else f"torch threads {args.threads}"
     print(f"\nsmnist order={args.order}, hidden {s['hidden']}, batch {s['batch']}, Adam {s['lr']}, clip {s['clip']}, "
-          f"full BPTT; {args.epochs} epochs per run, {args.rounds} rounds interleaved, limit {args.limit or 'none'}; "
+          f"full BPTT; {threads}; {args.epochs} epochs per run, {args.rounds} rounds interleaved, "
+          f"limit {args.limit or 'none'}; "
           f"load average {os.getloadavg()[0]:.1f}")
     ups = rows["jaxdl"][0]["updates_per_epoch"]
     print(f"{'':8s} {'s/epoch (median)':>16s} {'s/batch':>8s} {'test acc':>9s}")

@@ -109,11 +109,18 @@ def jaxdl_epoch(a):
     from jaxdl.train.online_trainer import online_trainer
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
-    task = echo(EchoConfig(lag=8, length=a.length, streams=32, test_length=200, val_length=0), 0)
-    if a.estimator == "tbptt":
+    if a.workload == "smnist":    # the row-order CPU recipe (conf/experiment/smnist_row_cpu.yaml)
+        from jaxdl.tasks.smnist import SmnistConfig, smnist
+        task = smnist(SmnistConfig(order="row", batch=128, limit=a.limit), 0,
+                      os.environ.get("JAXDL_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
+        tr = tbptt_trainer(task, RecurrentConfig(hidden=128), OptimConfig("adam", 0.002, 1.0),
+                           TBPTTConfig(k1=28, k2=28), TrainConfig())
+    elif a.estimator == "tbptt":
+        task = echo(EchoConfig(lag=8, length=a.length, streams=32, test_length=200, val_length=0), 0)
         tr = tbptt_trainer(task, RecurrentConfig(hidden=a.hidden), OptimConfig(), TBPTTConfig(k1=10, k2=20),
                            TrainConfig())
     else:
+        task = echo(EchoConfig(lag=8, length=a.length, streams=32, test_length=200, val_length=0), 0)
         tr = online_trainer(task, RecurrentConfig(hidden=a.hidden), optimizers(OptimConfig()),
                             EstimatorConfig(a.estimator, 10))
     run = jax.jit(jax.vmap(tr.train_epoch, in_axes=(0, None)))
@@ -125,7 +132,7 @@ def jaxdl_epoch(a):
         jax.block_until_ready(out)
         return st
     return (epoch, state, hlo, tr.updates_per_epoch * a.members,
-            f"echo hidden {a.hidden}, {a.estimator}, {a.members} member(s)")
+            f"{a.workload} {a.estimator}, {a.members} member(s)")
 
 
 def torch_profile(a, top):
@@ -194,10 +201,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--length", type=int, default=2000)
     ap.add_argument("--hidden", type=int, default=64)
-    ap.add_argument("--workload", default="echo", choices=["echo", "textgen"])
+    ap.add_argument("--workload", default="echo", choices=["echo", "textgen", "smnist"])
     ap.add_argument("--estimator", default="tbptt", help="echo: tbptt, or an online estimator (rtrl, uoro, snap1) "
                                                           "with estimator.every=10")
     ap.add_argument("--text-chars", type=int, default=20_000, help="textgen: characters of text")
+    ap.add_argument("--limit", type=int, default=5120, help="smnist: training images (128 per update)")
     ap.add_argument("--torch", action="store_true", help="also profile the PyTorch TBPTT loop (torch.profiler)")
     ap.add_argument("--peak", action="store_true", help="also measure one large matmul in each library")
     a = ap.parse_args(argv)
