@@ -221,6 +221,23 @@ def test_a_checkpoint_of_another_estimator_state_layout_is_refused_leaving_every
         assert {k: v for k, v in _files(run).items() if str(k) != "run.lock"} == before
 
 
+def test_the_state_layout_check_reads_only_run_dirs_with_a_checkpoint(tmp_path):
+    """check_state_layout on its own: TBPTT and unchanged layouts pass, another estimator's
+    state is refused (train.resume=amend does not lift it), a run dir without a checkpoint passes."""
+    from jaxdl.run.launches import LaunchRefused, check_state_layout
+    uoro2, snap2 = {"estimator": "uoro", "version": 2}, {"estimator": "snap1", "version": 2}
+    tbptt = [{"config": {"estimator": {"name": "tbptt"}}}]
+    check_state_layout(tmp_path, [{"state_layout": uoro2}], snap2)          # no checkpoint: nothing to misread
+    (tmp_path / "checkpoints" / "mid" / "12").mkdir(parents=True)
+    check_state_layout(tmp_path, tbptt, None)                               # unrecorded TBPTT, TBPTT now
+    check_state_layout(tmp_path, [{"state_layout": uoro2}], uoro2)
+    check_state_layout(tmp_path, [], None)
+    for records, now in (([{"state_layout": uoro2}], snap2), (tbptt, uoro2), ([{"state_layout": None}], uoro2),
+                         ([], uoro2)):
+        with pytest.raises(LaunchRefused, match=f"^{tmp_path}: its checkpoints hold "):
+            check_state_layout(tmp_path, records, now)
+
+
 # ---------------------------------------------------------------- stop within seconds
 
 def test_sigterm_in_a_long_epoch_stops_within_seconds_with_a_mid_epoch_checkpoint(tmp_path):

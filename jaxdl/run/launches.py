@@ -155,12 +155,12 @@ def check_state_layout(run_dir: Path, records: list[dict], now: dict | None) -> 
         return
     if records and "state_layout" in records[-1]:
         had = records[-1]["state_layout"]
-    else:
-        name = (records[-1]["config"].get("estimator") or {}).get("name", "tbptt") if records else (
-            now or {}).get("estimator", "tbptt")
+    else:                              # unrecorded: the estimator of the last launch (or this one) at version 1
+        if records:
+            name = (records[-1]["config"].get("estimator") or {}).get("name", "tbptt")
+        else:
+            name = now["estimator"] if now else "tbptt"
         had = None if name == "tbptt" else {"estimator": name, "version": 1}
-        if now is None and had is None:
-            return
     if had != now:
         raise LaunchRefused(
             f"{run_dir}: its checkpoints hold {_layout_text(had)}, but this code writes and reads "
