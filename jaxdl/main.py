@@ -52,8 +52,9 @@ def run(config: Config, run_dir: Path, overrides: list[str], group: str | None, 
         ctx = RunContext(run_dir, None, config.train.checkpoint_every, config.train.progress, stop)
         if ctx.primary:
             hc = HydraConfig.get() if HydraConfig.initialized() else None
+            from jaxdl.estimators import state_layout
             ctx.launch = begin(run_dir, effective(config), settings["resume"], ctx.last_checkpoint() or 0,
-                               overrides, hc)
+                               overrides, hc, state_layout(config.estimator.name))
         records = {"config": effective(config), "provenance": provenance(overrides, run_dir if ctx.primary else None)}
         lg = config.logger
         mode = lg.mode if ctx.primary else "disabled"    # one wandb run: process 0's

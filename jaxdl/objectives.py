@@ -3,7 +3,8 @@
 OBJECTIVES (task.loss, model.loss): per-step losses and metrics on logits or outputs. Each
 returns a dict of arrays shaped like the targets' leading axes ([T, B] for sequences, [B]
 for feed-forward batches); the trainers take weighted means. "loss" is the quantity that
-is differentiated.
+is differentiated. DERIVED: metrics a task adds to its objective's by declaring them
+(SeqTask.metrics), e.g. bits per character for a text model.
 
 KERAS_LOSSES (the Keras-style compile(loss=...), jaxdl.workflow): Keras' names, on the
 model's outputs (probabilities after softmax/sigmoid), one value per sample [B]."""
@@ -18,7 +19,7 @@ def softmax_xent(logits, labels):
     logits [..., C], labels [...] int."""
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
     acc = (jnp.argmax(logits, -1) == labels).astype(logits.dtype)
-    return {"loss": loss, "accuracy": acc, "bpc": loss / jnp.log(2.0)}
+    return {"loss": loss, "accuracy": acc}
 
 
 def mse(preds, targets):
@@ -45,6 +46,10 @@ def binary_xent(logits, targets):
 HIGHER_IS_BETTER = frozenset({"accuracy", "exact_match", "char_accuracy", "r2"})
 
 OBJECTIVES = {"xent": softmax_xent, "mse": mse, "half_sse": half_sse, "binary_xent": binary_xent}
+
+# metric -> its value from an objective's per-step outputs; a task lists the ones it reports
+# in SeqTask.metrics. bpc: bits per character, the cross-entropy (nats) / ln 2.
+DERIVED = {"bpc": lambda m: m["loss"] / jnp.log(2.0)}
 
 
 EPS = 1e-7      # the Keras losses clip probabilities to [EPS, 1 - EPS] before the log
@@ -74,9 +79,20 @@ KERAS_LOSSES = {"mse": keras_mse, "mean_squared_error": keras_mse, "binary_cross
                 "categorical_crossentropy": _keras_cce, "sparse_categorical_crossentropy": _keras_scce}
 
 
-def get_objective(name: str):
+def get_objective(name: str, metrics: tuple = ()):
+    """OBJECTIVES[name], plus the DERIVED metrics named in `metrics` (a task's declaration)."""
     try:
-        return OBJECTIVES[name]
+        fn = OBJECTIVES[name]
     except KeyError:
         raise ValueError(f"unknown loss {name!r}; use one of {sorted(OBJECTIVES)}") from None
+    unknown = [m for m in metrics if m not in DERIVED]
+    if unknown:
+        raise ValueError(f"unknown derived metric(s) {unknown} in the task's metrics; known: {sorted(DERIVED)}")
+    if not metrics:
+        return fn
+
+    def with_derived(preds, targets):
+        out = fn(preds, targets)
+        return {**out, **{m: DERIVED[m](out) for m in metrics}}
+    return with_derived
 

@@ -1,4 +1,5 @@
 """Shared helpers for tests that compose the real Hydra config."""
+import json
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -7,6 +8,11 @@ from omegaconf import OmegaConf
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ECHO = ["task.length=200", "task.streams=4", "task.test_length=200", "model.hidden=16",
              "train.progress=false"]
+QUIET = ["logger.mode=disabled", "train.progress=false"]
+# the copy task at 2 bits, a pattern of 3 steps, 2 blank steps: T = 2 * 3 + 2 + 1 = 9 steps, full BPTT
+TINY_COPY = ["task=copy", "task.pattern=3", "task.bits=2", "task.delay=2", "task.train_size=64",
+             "task.val_size=16", "task.test_size=16", "task.batch=16", "tbptt.k1=9", "tbptt.k2=9",
+             "model.hidden=8", "train.epochs=2"] + QUIET
 
 
 def compose_cfg(overrides=()):
@@ -24,3 +30,9 @@ def run_inprocess(tmp_path, overrides=(), name="t"):
     config = parse(compose_cfg(overrides), overrides)
     run_dir = Path(tmp_path) / name
     return run(config, run_dir, overrides, None, name), run_dir
+
+
+def metrics_rows(run_dir, member=None) -> list[dict]:
+    """The rows of run_dir/metrics.jsonl; member=i: that member's rows only."""
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return rows if member is None else [r for r in rows if r.get("member") == member]

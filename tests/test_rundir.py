@@ -186,6 +186,58 @@ def test_a_changed_config_is_refused_leaving_every_file_and_amend_records_the_la
     assert "epochs 4-4 with optim.lr=0.003" in md.read_text()
 
 
+def test_a_checkpoint_of_another_estimator_state_layout_is_refused_leaving_every_file(tmp_path):
+    """UORO's theta~ (and SnAp-1's M) changed layout at the same shapes: a run dir records the
+    layout per launch and resumes with the same one; a checkpoint recorded with an older
+    layout, or by code that recorded none (layout 1), is refused in one line before any
+    compute, touching nothing."""
+    from jaxdl.estimators import STATE_LAYOUTS
+    from jaxdl.run.launches import LaunchRefused
+    run = tmp_path / "r"
+    base = SMALL + ["model.hidden=4", "estimator=uoro", "estimator.every=5", "train.checkpoint_every=1"]
+    run_inprocess(tmp_path, base + ["train.epochs=1"], "r")
+    again, _ = run_inprocess(tmp_path, base + ["train.epochs=2"], "r")       # the same layout resumes
+    assert [x["from_epoch"] for x in again["launches"]] == [0, 1]
+    written = (run / "launches.json").read_text()
+    now = STATE_LAYOUTS["uoro"]
+    assert now >= 2 and [x["state_layout"] for x in json.loads(written)["launches"]] == [
+        {"estimator": "uoro", "version": now}] * 2
+    for old in (now - 1, None):                        # None: code that recorded no layout wrote version 1
+        data = json.loads(written)
+        for x in data["launches"]:
+            if old is None:
+                del x["state_layout"]
+            else:
+                x["state_layout"]["version"] = old
+        (run / "launches.json").write_text(json.dumps(data))
+        before = {k: v for k, v in _files(run).items() if str(k) != "run.lock"}
+        with pytest.raises(LaunchRefused) as err:
+            run_inprocess(tmp_path, base + ["train.epochs=3"], "r")
+        msg = str(err.value)
+        assert "\n" not in msg and msg.startswith(f"{run}: its checkpoints hold estimator=uoro's state in layout "
+                                                    f"{old or 1}, but this code writes and reads estimator=uoro's "
+                                                    f"state in layout {now}"), msg
+        assert "start a new run dir (hydra.run.dir=<a new dir>), or resume with the code that wrote it" in msg
+        assert {k: v for k, v in _files(run).items() if str(k) != "run.lock"} == before
+
+
+def test_the_state_layout_check_reads_only_run_dirs_with_a_checkpoint(tmp_path):
+    """check_state_layout on its own: TBPTT and unchanged layouts pass, another estimator's
+    state is refused (train.resume=amend does not lift it), a run dir without a checkpoint passes."""
+    from jaxdl.run.launches import LaunchRefused, check_state_layout
+    uoro2, snap2 = {"estimator": "uoro", "version": 2}, {"estimator": "snap1", "version": 2}
+    tbptt = [{"config": {"estimator": {"name": "tbptt"}}}]
+    check_state_layout(tmp_path, [{"state_layout": uoro2}], snap2)          # no checkpoint: nothing to misread
+    (tmp_path / "checkpoints" / "mid" / "12").mkdir(parents=True)
+    check_state_layout(tmp_path, tbptt, None)                               # unrecorded TBPTT, TBPTT now
+    check_state_layout(tmp_path, [{"state_layout": uoro2}], uoro2)
+    check_state_layout(tmp_path, [], None)
+    for records, now in (([{"state_layout": uoro2}], snap2), (tbptt, uoro2), ([{"state_layout": None}], uoro2),
+                         ([], uoro2)):
+        with pytest.raises(LaunchRefused, match=f"^{tmp_path}: its checkpoints hold "):
+            check_state_layout(tmp_path, records, now)
+
+
 # ---------------------------------------------------------------- stop within seconds
 
 def test_sigterm_in_a_long_epoch_stops_within_seconds_with_a_mid_epoch_checkpoint(tmp_path):

@@ -18,13 +18,7 @@ import pytest
 
 from jaxdl.configure import ConfigError, parse
 from jaxdl.tasks import copytask, smnist
-from tests.helpers import ROOT, compose_cfg, run_inprocess
-
-QUIET = ["logger.mode=disabled", "train.progress=false"]
-# 2 bits, a pattern of 3 steps, 2 blank steps: T = 2 * 3 + 2 + 1 = 9 steps
-TINY_COPY = ["task=copy", "task.pattern=3", "task.bits=2", "task.delay=2", "task.train_size=64",
-             "task.val_size=16", "task.test_size=16", "task.batch=16", "tbptt.k1=9", "tbptt.k2=9",
-             "model.hidden=8", "train.epochs=2"] + QUIET
+from tests.helpers import QUIET, ROOT, TINY_COPY, compose_cfg, run_inprocess
 
 
 def _rows(d):

@@ -24,7 +24,7 @@ class SeqTask:
     test: Batch           # same layout, evaluated statefully after each epoch
     in_dim: int
     out_dim: int
-    loss: str             # key of jaxdl.objectives.OBJECTIVES
+    loss: str             # key of jaxdl.objectives.OBJECTIVES: "loss" and its own metrics (e.g. accuracy)
     headline: str         # metric in summary.json["final"] the run reports, e.g. "test/accuracy"
     chance: float         # the headline value of a model that learned nothing
     chance_text: str      # what that chance level is
@@ -35,6 +35,7 @@ class SeqTask:
     val: Batch | None = None   # held out from the training data, evaluated like test
     after: Callable | None = None
     trainer: str = "tbptt"
+    metrics: tuple = ()        # metrics reported besides the objective's (jaxdl.objectives.DERIVED), e.g. ("bpc",)
 
 
 @dataclass(frozen=True)

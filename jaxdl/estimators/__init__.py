@@ -4,16 +4,24 @@ also runs on one element-wise layer), one file each, on the shared online transi
 of jaxdl.models.cell through its Cell.step; the trainer is jaxdl.train.online_trainer."""
 from __future__ import annotations
 
+import importlib
+
 from jaxdl.estimators.elementwise import elementwise_memory_bytes, zucchet
 from jaxdl.estimators.online import Estimator
 from jaxdl.estimators.rtrl import rtrl, rtrl_memory_bytes
 from jaxdl.estimators.snap1 import snap1, snap1_memory_bytes
 from jaxdl.estimators.uoro import uoro
 
-__all__ = ["Estimator", "ESTIMATORS", "get_estimator", "rtrl", "rtrl_memory_bytes", "snap1", "snap1_memory_bytes",
-           "uoro", "zucchet", "elementwise_memory_bytes"]
+__all__ = ["Estimator", "ESTIMATORS", "STATE_LAYOUTS", "state_layout", "get_estimator", "rtrl",
+           "rtrl_memory_bytes", "snap1", "snap1_memory_bytes", "uoro", "zucchet", "elementwise_memory_bytes"]
 
 ESTIMATORS = {"rtrl": rtrl, "uoro": uoro, "snap1": snap1, "zucchet": zucchet}
+
+# name -> the layout version of the state its checkpoints hold (each module's STATE_LAYOUT). A
+# module raises it when a stored array changes meaning, even at the same shape (a square
+# matrix stored transposed); a run dir records it per launch, and a resume from checkpoints of
+# another layout is refused (jaxdl.run.launches.check_state_layout)
+STATE_LAYOUTS = {name: importlib.import_module(fn.__module__).STATE_LAYOUT for name, fn in ESTIMATORS.items()}
 
 
 def get_estimator(name: str, objective) -> Estimator:
@@ -22,3 +30,9 @@ def get_estimator(name: str, objective) -> Estimator:
         raise ValueError(f"unknown online estimator {name!r}; use one of {sorted(ESTIMATORS)} "
                          "(estimator=tbptt trains with truncated BPTT instead)")
     return ESTIMATORS[name](objective)
+
+
+def state_layout(name: str) -> dict | None:
+    """What a run dir records for the state of estimator `name`: {"estimator", "version"}; None
+    for estimator=tbptt (no estimator state)."""
+    return {"estimator": name, "version": STATE_LAYOUTS[name]} if name in STATE_LAYOUTS else None

@@ -42,6 +42,9 @@ import jax.numpy as jnp
 from jaxdl.estimators.online import Estimator, _one, _unone, batch_step, hold, layer_output, step_loss
 from jaxdl.models.cell import cell_of, elementwise_of
 
+# the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS)
+STATE_LAYOUT = 1
+
 
 def is_elementwise(layers) -> bool:
     """Whether every layer's cell is element-wise (the rule applies)."""

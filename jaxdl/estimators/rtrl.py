@@ -33,6 +33,10 @@ from jaxdl.estimators.elementwise import elementwise_estimator, elementwise_memo
 from jaxdl.estimators.online import (Estimator, batch_step, hold, param_size, stack_step, state_size,
                                      step_loss)
 
+# the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS): the influence
+# [n] + each leaf's shape per stream, or the element-wise one in the parameters' shape
+STATE_LAYOUT = 1
+
 
 def exact_elementwise(layers) -> bool:
     """One element-wise layer: where the element-wise influence is exact RTRL."""

@@ -40,6 +40,10 @@ import jax.numpy as jnp
 from jaxdl.estimators.online import (Estimator, layer_output, layer_step, stack_step,
                                      step_loss, zero_state)
 
+# the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS); 2: M's matrix
+# leaves stored with their last two axes swapped (the vjp's layout), same shapes when square
+STATE_LAYOUT = 2
+
 
 def unit_mask(H: int, K: int, dtype) -> jax.Array:
     """D [H, K]: D[i, j] = 1 iff j % H == i (column j feeds unit i)."""

@@ -40,6 +40,9 @@ from jax.flatten_util import ravel_pytree
 from jaxdl.estimators.online import Estimator, layer_output, layer_step, stack_step, state_size, step_loss
 
 EPS = 1e-7
+# the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS); 2: theta~'s matrix
+# leaves stored with their last two axes swapped (the vjp's layout), same shapes when square
+STATE_LAYOUT = 2
 
 
 def rademacher_bits(key, shape, dtype) -> jax.Array:

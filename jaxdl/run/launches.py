@@ -133,15 +133,53 @@ def _write(path: Path, data: dict) -> None:
     tmp.replace(path)
 
 
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether the run dir has a finished checkpoint (checkpoints/<epoch> or checkpoints/mid/<update>)."""
+    return any(p.name.isdigit() for d in (Path(run_dir) / "checkpoints", Path(run_dir) / "checkpoints" / "mid")
+               if d.is_dir() for p in d.iterdir())
+
+
+def _layout_text(layout: dict | None) -> str:
+    return ("no online estimator's state" if layout is None else
+            f"estimator={layout['estimator']}'s state in layout {layout['version']}")
+
+
+def check_state_layout(run_dir: Path, records: list[dict], now: dict | None) -> None:
+    """Refuse (LaunchRefused, one line) a resume from checkpoints whose online-estimator state
+    was written in another layout than this code's: the arrays may load with the same shapes
+    and another meaning (a square matrix stored transposed). now / a launch's "state_layout":
+    {"estimator": name, "version": jaxdl.estimators.STATE_LAYOUTS[name]}, None for TBPTT. A
+    launch recorded before layouts were (no "state_layout") wrote version 1 of its
+    estimator. Only a run dir that holds a checkpoint is checked."""
+    if not holds_checkpoint(run_dir):
+        return
+    if records and "state_layout" in records[-1]:
+        had = records[-1]["state_layout"]
+    else:                              # unrecorded: the estimator of the last launch (or this one) at version 1
+        if records:
+            name = (records[-1]["config"].get("estimator") or {}).get("name", "tbptt")
+        else:
+            name = now["estimator"] if now else "tbptt"
+        had = None if name == "tbptt" else {"estimator": name, "version": 1}
+    if had != now:
+        raise LaunchRefused(
+            f"{run_dir}: its checkpoints hold {_layout_text(had)}, but this code writes and reads "
+            f"{_layout_text(now)}, so resuming could load arrays of the same shapes with another meaning; start "
+            f"a new run dir (hydra.run.dir=<a new dir>), or resume with the code that wrote it (nothing here was "
+            f"changed)")
+
+
 def begin(run_dir: Path, resolved: dict, resume: str, start_epoch: int, overrides: list[str] | None = None,
-          hydra_cfg=None) -> Launch:
+          hydra_cfg=None, state_layout: dict | None = None) -> Launch:
     """Check this launch against the run dir's last launch and record it (see the module
     docstring). `start_epoch`: the epochs already in the run dir (its metrics rows), the
-    segment's start. Raises LaunchRefused (nothing written) for a changed config without
-    train.resume=amend."""
+    segment's start. `state_layout`: the layout of the online estimator's state this code
+    checkpoints (check_state_layout; None: TBPTT). Raises LaunchRefused (nothing written)
+    for a changed config without train.resume=amend, or another state layout."""
     run_dir = Path(run_dir)
     path = run_dir / LAUNCHES
     data = json.loads(path.read_text()) if path.exists() else {"launches": []}
+    check_state_layout(run_dir, data["launches"], state_layout)
     changed: dict = {}
     if data["launches"]:
         changed = differences(data["launches"][-1]["config"], resolved)
@@ -151,7 +189,7 @@ def begin(run_dir: Path, resolved: dict, resume: str, start_epoch: int, override
         changed = {"(unrecorded)": ["a launch before launches.json was kept", "this launch"]}
     data["launches"].append({"launch": len(data["launches"]) + 1, "started": _now(), "overrides": overrides or [],
                              "resume": resume, "changed": changed, "from_epoch": int(start_epoch),
-                             "to_epoch": None, "config": resolved})
+                             "to_epoch": None, "config": resolved, "state_layout": state_layout})
     _write(path, data)
     write_hydra_copy(run_dir, resolved, overrides, hydra_cfg)
     return Launch(path, len(data["launches"]) - 1)

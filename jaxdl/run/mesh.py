@@ -112,15 +112,16 @@ def check_mesh(replica: int, data: int, members: int | None = None, streams: int
     if replica == -1 and data == -1:
         raise MeshError("mesh.replica and mesh.data: at most one of them may be -1 (the devices left)")
     if streams is None and data != 1:
+        from jaxdl.tasks.registry import tasks
+        stream = ", ".join(t.name for t in tasks().values() if t.kind == "stream")
         raise MeshError(f"mesh.data={data}: this task's trainer does not split its batches along a data axis "
-                        "(only the TBPTT tasks echo, adding, sine and textgen do); use mesh.data=1, and "
-                        "mesh.replica for its members")
+                        f"(only the stream tasks do: {stream}); use mesh.data=1, and mesh.replica for its members")
     if members is not None and replica > 0 and members % replica:
         raise MeshError(f"mesh.replica={replica}: the {members} members (train.replicas x population) do not split "
                         f"evenly over {replica} devices; use a divisor of {members}")
     if streams is not None and data > 0 and streams % data:
         raise MeshError(f"mesh.data={data}: the {streams} streams of a batch (task.streams, or task.batch for "
-                        f"adding) do not split evenly over {data} devices; use a divisor of {streams}")
+                        f"independent sequences) do not split evenly over {data} devices; use a divisor of {streams}")
 
 
 def resolve_mesh(replica: int, data: int, devices: int, processes: int = 1, members: int | None = None,

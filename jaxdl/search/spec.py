@@ -206,9 +206,11 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
               f"pbt explores optimizer values, and the population varies none; vary one of {list(OPTIM_KEYS)}")
 
     if grid or draws:
-        _need(kind in population_kinds, "population",
-              f"this task's trainer ({kind}) trains one fixed configuration; populations run with the TBPTT "
-              "and classifier tasks (echo, adding, sine, textgen, digits, mnist); sweep with Hydra multirun")
+        if kind not in population_kinds:
+            from jaxdl.tasks.registry import tasks
+            names = ", ".join(t.name for t in tasks().values() if t.kind in population_kinds)
+            _need(False, "population", f"this task's trainer ({kind}) trains one fixed configuration; populations "
+                  f"run with the tasks of kind {'/'.join(population_kinds)} ({names}); sweep with Hydra multirun")
     if "optim.weight_decay" in grid or "optim.weight_decay" in draws:
         _need(optim == "adamw", "population.optim.weight_decay",
               f"only optim=adamw has a weight decay; add optim=adamw (optimizer now: {optim})")

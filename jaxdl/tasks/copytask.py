@@ -93,9 +93,11 @@ def copy(cfg: CopyConfig, seed: int) -> SeqTask:
     test = make(cfg.test_size)
 
     def after(state, run_dir):
-        """Whole-sequence exact match on test (and val), mean over the members."""
+        """Whole-sequence exact match on test (and val): the mean over the members in "final",
+        each member's in summary.json's "copy" (in the final state's order: every member, or
+        halving's survivors, summary.json member_stats_over)."""
         from jaxdl.models.rnn import rnn_apply, rnn_carry
-        out = {}
+        out, each = {}, {}
         run = jax.jit(lambda p, b: exact_match(rnn_apply(p, b.x, rnn_carry(p, B), b.mask)[0], b.y, b.weight))
         for split, data in (("val", val), ("test", test)):
             if data is None:
@@ -107,9 +109,10 @@ def copy(cfg: CopyConfig, seed: int) -> SeqTask:
                 scores.append(np.mean([float(run(p, jax.tree.map(lambda a: jnp.asarray(a[i]), data)))
                                        for i in range(data.mask.shape[0])]))
             out[f"{split}/exact_match"] = float(np.mean(scores))
+            each[f"{split}/exact_match"] = [float(x) for x in scores]
         print(f"[jaxdl] copy: whole sequences reproduced exactly: {out['test/exact_match']:.4f} of test "
               f"(bit accuracy is the headline; chance for a whole sequence is 2^-{cfg.pattern * cfg.bits})")
-        return {"final": out}
+        return {"final": out, "copy": {"per_member": each}}
 
     return SeqTask("copy", train, test, cfg.bits + 1, cfg.bits, "binary_xent", "test/accuracy", 0.5,
                    "chance = 0.5 per bit (a coin flip)", reset=cfg.REQUIRED_RESET, val=val, after=after)

@@ -128,7 +128,7 @@ def textgen(cfg: TextgenConfig, seed: int, data_dir: str = "") -> SeqTask:
                    f"a unigram model of the training characters gives {unigram_bpc:.3f} bits/char "
                    f"(uniform over {len(vocab)}: {math.log2(len(vocab)):.3f})",
                    higher_is_better=False, token_inputs=True, vocab=vocab,
-                   val=parts.get("val"), after=after)
+                   val=parts.get("val"), after=after, metrics=("bpc",))
 
 
 def sample(params, vocab, prime: str, n: int, temperature: float, key) -> str:

@@ -159,7 +159,7 @@ def online_trainer(task: SeqTask, model, opt, estimator, seed: int = 0, reset: s
     device's memory."""
     reset = task.reset or reset
     _check(task, model, estimator, reset)
-    objective = get_objective(task.loss)
+    objective = get_objective(task.loss, task.metrics)
     est = get_estimator(estimator.name, objective)
     update_opt, member_optimizer = opt
     N, T, B = task.train.mask.shape

@@ -102,7 +102,7 @@ def tbptt_trainer(task: SeqTask, model: RecurrentConfig, optim: OptimConfig, tbp
     batches every epoch (numpy, seeded by (seed, epoch)). injectable: the optimizer's
     values are state, so a population's members (hp) each carry their own."""
     reset = task.reset or tbptt.reset
-    objective = get_objective(task.loss)
+    objective = get_objective(task.loss, task.metrics)
     opt, member_optimizer = optimizers(optim, injectable)
     apply_fn = stream_apply(task, model)
     N, T, B = task.train.mask.shape
