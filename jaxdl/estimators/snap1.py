@@ -12,13 +12,23 @@ M_t[a, j] = d s^(a)_{t, j%H} / d theta[..., j] for each of the layer's k carry c
                   reaches no other unit within a step)
     dL_t/dtheta[..., j] ~ sum_a dL_t/ds^(a)_{t, j%H} M_t[a, j]
 
-D_t, generically for any cell: the step is called with rec(h, wh) = stop_gradient(h) @
-(wh * (1 - D)) + h @ (wh * D), D[i, j] = 1 iff j % H == i: the same value, whose derivative
-in h keeps only each unit's own columns, so k jvps (tangent: ones on one carry component of
-every unit) give every unit's k x k block exactly. I_t: k vjps in theta (cotangent: ones on
-one carry component). M_t is stored compactly: per layer, a pytree like its params with a
-leading [k] axis (k x p numbers, not a masked n x p matrix), a matrix leaf's last two axes
-swapped (the order in which the vjp of h @ W forms its outer products).
+D_t, generically for any cell: the step is called with rec = `diagonal_rec`, the same value
+h @ wh whose derivative in h keeps only each unit's own columns (element-wise: wh[j % H, j]
+dh[j % H]), so k jvps (tangent: ones on one carry component of every unit) give every unit's
+k x k block exactly. I_t: k vjps in theta (cotangent: ones on one carry component). M_t is
+stored compactly: per layer, a tuple over the k components of pytrees like its params (k x p
+numbers, not a masked n x p matrix), a matrix leaf's last two axes swapped (the order in
+which the vjp of h @ W forms its outer products).
+
+In place: a cell whose step computes its components one after another (`Cell.stages`; the
+LSTM: c_t from (h_{t-1}, c_{t-1}), then h_t from (h_{t-1}, c_t)) gets the same M_t stage by
+stage, each stage's blocks and I taken on the carry as it stands (chain rule):
+
+    M^c_t = f M^c_{t-1} + D_ch M^h_{t-1} + I^c_t
+    M^h_t = o tanh'(c_t) M^c_t + tanh(c_t) (D_oh M^h_{t-1} + I^o_t)
+
+each pass reading the component it writes at the same index (and the other at the same
+index), so XLA overwrites M^c, then M^h, and copies nothing.
 
 Stacked layers: each layer's parameters keep influence on their own layer's units only; the
 input from the layer below is taken as given at each step (its influence on the layer above
@@ -36,6 +46,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxdl.estimators.online import (Estimator, _one, _unone, layer_output, layer_step,
                                      stack_step, step_loss, zero_state)
@@ -71,16 +82,22 @@ def _vjp_layout(a, lead: int):
     return jnp.swapaxes(a, -1, -2) if a.ndim - lead >= 2 else a
 
 
+def _stored(coefs):
+    """The small per-unit coefficients [B, *, H] of one layer's passes, each stored once: as
+    the output of one product with the identity. XLA fuses an element-wise producer into every
+    consumer and would recompute them (their selects, the jvps' arithmetic) for each of M's
+    B x k x p numbers, while a product's result is computed once (an optimization barrier is
+    removed by XLA's CPU pipeline); one product for all of them, as each call costs."""
+    sizes = [c.shape[1] for c in coefs]
+    allc = jnp.concatenate(coefs, axis=1)
+    allc = jnp.einsum("bru,uz->brz", allc, jnp.eye(allc.shape[-1], dtype=allc.dtype))
+    return jnp.split(allc, list(np.cumsum(sizes)[:-1]), axis=1)
+
+
 def _spread(coef, K: int):
     """coef [..., H] -> [..., K], column j = coef[..., j % H]: a per-unit coefficient laid out
-    along a leaf's G*H columns. coef is first stored as the output of a product with the
-    identity: XLA fuses an element-wise producer into every consumer and would recompute
-    these small coefficients (their selects, the jvps' arithmetic) for each of M's B x k x p
-    numbers, while a product's result is computed once (an optimization barrier is removed
-    by XLA's CPU pipeline); the tiling, index arithmetic only, fuses into M's passes."""
-    H = coef.shape[-1]
-    stored = jnp.einsum("...u,uz->...z", coef, jnp.eye(H, dtype=coef.dtype))
-    return jnp.tile(stored, K // H)
+    along a leaf's G*H columns (index arithmetic only: it fuses into M's passes)."""
+    return jnp.tile(coef, K // coef.shape[-1])
 
 
 def _per_unit(coef, a):
@@ -171,12 +188,19 @@ def snap1(objective) -> Estimator:
             eye = jnp.eye(k, dtype=c[0].dtype)
             keep = real.astype(c[0].dtype)
             D = jnp.broadcast_to(eye[None, :, :, None], (real.shape[0], k, k, H))   # the step's blocks [B, a, c, u]
-            Mt = list(M)
-            for (outs, _), J, I in zip(stages_of(p, k), Js, Is):
+            stages, Jhs = stages_of(p, k), []
+            for (outs, _), J in zip(stages, Js):
                 D = D.at[:, jnp.array(outs)].set(sum(J[:, :, c, None] * D[:, None, c] for c in range(k)))
-                # J, a held step's: the identity rows, computed once
+                # J, a held step's: the identity rows
                 Jh = jnp.where(real[:, None, None, None], J, eye[jnp.array(outs)][:, :, None])
-                Jh = {K: _spread(Jh, K) for K in _widths(p)}                          # [B, m, k, K]
+                Jhs.append(Jh.reshape(-1, len(outs) * k, H))
+            gs = jnp.stack(gc, axis=1)                                        # [B, k, H]: dL_t/ds_t
+            # the coefficient of M_t[c] in the gradient (a held stream: of M_{t-1}, through D_t)
+            coef = jnp.where(real[:, None, None], gs, sum(gs[:, a, None] * D[:, a] for a in range(k)))
+            *Jhs, coef = _stored(Jhs + [coef])
+            Mt = list(M)
+            for (outs, _), Jh, I in zip(stages, Jhs, Is):
+                Jh = {K: _spread(Jh, K).reshape(-1, len(outs), k, K) for K in _widths(p)}     # [B, m, k, K]
 
                 def advance(Il, *Mb, r):       # output r of the stage: sum_b J[r, b] M[b] + I[r]
                     return (sum(_per_unit(Jh[_width(Mb[b])][:, r, b], Mb[b]) for b in range(k))
@@ -184,9 +208,6 @@ def snap1(objective) -> Estimator:
                 upd = [jax.tree.map(lambda Il, *Mb, r=r: advance(Il, *Mb, r=r), I, *Mt) for r in range(len(outs))]
                 for r, a in enumerate(outs):
                     Mt[a] = upd[r]
-            gs = jnp.stack(gc, axis=1)                                        # [B, k, H]: dL_t/ds_t
-            # the coefficient of M_t[c] in the gradient (a held stream: of M_{t-1}, through D_t)
-            coef = jnp.where(real[:, None, None], gs, sum(gs[:, a, None] * D[:, a] for a in range(k)))
             coef = {K: _spread(coef, K) for K in _widths(p)}                          # [B, k, K]
             g = jax.tree.map(lambda *Ml: _gradient(coef[_width(Ml[0])], Ml), *Mt)
             held_g = jax.lax.cond(

@@ -382,10 +382,10 @@ def _c_stage(params: LSTMParams, carry, x, rec=jnp.matmul):
 
 
 def _h_stage(params: LSTMParams, carry, x, rec=jnp.matmul):
-    """h_t = o * tanh(c_t) from (h_{t-1}, c_t): gate o (columns 3H:)."""
+    """h_t = o * tanh(c_t) from (h_{t-1}, c_t) (the pre-activations as _c_stage's: one
+    product for both stages once XLA removes the common subexpression)."""
     h, c2 = carry
-    H = h.shape[-1]
-    o = jax.nn.sigmoid(x @ params.wx[:, 3 * H:] + rec(h, params.wh[:, 3 * H:]) + params.b[3 * H:])
+    *_, o = _gates(x @ params.wx + rec(h, params.wh) + params.b)
     return (o * jnp.tanh(c2),)
 
 
