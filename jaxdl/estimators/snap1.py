@@ -101,12 +101,10 @@ def _spread(coef, K: int):
 
 
 def _per_unit(coef, a):
-    """coef [B, K] (`_spread`) times a [B, ...], a leaf of M in its stored layout, whose unit
-    axis (the parameter's K = G*H columns) is the last for a vector leaf and the one before
-    it for a matrix leaf. a is read as it is (no reshape): an element-wise pass that reads M
-    at the index it writes may update M in place."""
-    ax = a.ndim - 1 if a.ndim == 2 else a.ndim - 2        # as _width
-    return coef.reshape(coef.shape[:1] + (1,) * (ax - 1) + coef.shape[1:] + (1,) * (a.ndim - ax - 1)) * a
+    """coef [B, K] (`_spread`) times a [K, B, ...], a leaf of M in its stored layout (unit
+    axis first, then the streams). a is read as it is (no reshape): an element-wise pass that
+    reads M at the index it writes may update M in place."""
+    return coef.T.reshape(coef.T.shape + (1,) * (a.ndim - 2)) * a
 
 
 def _widths(p) -> set:
@@ -115,8 +113,13 @@ def _widths(p) -> set:
 
 
 def _width(a) -> int:
-    """K of a leaf of M (stored layout, leading B axis): the length of its unit axis."""
-    return a.shape[-1 if a.ndim == 2 else -2]
+    """K of a leaf of M (stored layout [K, B, ...])."""
+    return a.shape[0]
+
+
+def _unit_major(a):
+    """A leaf of the batched vjp [B, K, ...] (`_vjp_layout`) in M's layout [K, B, ...]."""
+    return jnp.moveaxis(a, 1, 0)
 
 
 def stages_of(p, k: int) -> tuple:
@@ -204,7 +207,7 @@ def snap1(objective) -> Estimator:
 
                 def advance(Il, *Mb, r):       # output r of the stage: sum_b J[r, b] M[b] + I[r]
                     return (sum(_per_unit(Jh[_width(Mb[b])][:, r, b], Mb[b]) for b in range(k))
-                            + keep.reshape((-1,) + (1,) * (Il.ndim - 2)) * Il[:, r])
+                            + keep.reshape((1, -1) + (1,) * (Il.ndim - 3)) * _unit_major(Il[:, r]))
                 upd = [jax.tree.map(lambda Il, *Mb, r=r: advance(Il, *Mb, r=r), I, *Mt) for r in range(len(outs))]
                 for r, a in enumerate(outs):
                     Mt[a] = upd[r]
@@ -222,7 +225,7 @@ def snap1(objective) -> Estimator:
 
     def init(params, batch, key=None):
         zero = zero_state(params["layers"])
-        return {"M": [tuple(jax.tree.map(lambda a: _vjp_layout(jnp.zeros((batch,) + a.shape, a.dtype), 1), p)
+        return {"M": [tuple(jax.tree.map(lambda a: jnp.zeros((a.shape[-1], batch) + a.shape[:-1], a.dtype), p)
                             for _ in c) for p, c in zip(params["layers"], zero)]}
 
     def reset(est):
@@ -232,13 +235,12 @@ def snap1(objective) -> Estimator:
 
 
 def _gradient(coef, Ms):
-    """sum_b sum_a coef[b, a, j] Ms[a][b, j] (coef [B, k, K], `_spread`) for the k components' arrays of one leaf of
-    M [B, ...] in its stored layout -> the parameter's gradient in the parameter's layout: one
-    element-wise pass over the k components, then one [B] x [B, p] product."""
-    B = Ms[0].shape[0]
-    X = sum(_per_unit(coef[:, a], Ma) for a, Ma in enumerate(Ms))               # [B, ...]
-    g = (jnp.ones((B,), X.dtype) @ X.reshape(B, -1)).reshape(X.shape[1:])
-    return _vjp_layout(g, 0)
+    """sum_b sum_a coef[b, a, j] Ms[a][j, b, ...] (coef [B, k, K], `_spread`) for the k
+    components' arrays of one leaf of M [K, B, ...] -> the parameter's gradient in its own
+    layout: per component one product batched over the K columns, reading M once (no
+    [B, p] product written first)."""
+    g = sum(jnp.einsum("bj,jb...->j...", coef[:, a], Ma) for a, Ma in enumerate(Ms))       # [K, ...]
+    return jnp.moveaxis(g, 0, -1)
 
 
 def snap1_memory_bytes(layers, streams: int) -> int:
