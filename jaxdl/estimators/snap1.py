@@ -17,8 +17,9 @@ h @ wh whose derivative in h keeps only each unit's own columns (element-wise: w
 dh[j % H]), so k jvps (tangent: ones on one carry component of every unit) give every unit's
 k x k block exactly. I_t: k vjps in theta (cotangent: ones on one carry component). M_t is
 stored compactly: per layer, a tuple over the k components of pytrees like its params (k x p
-numbers, not a masked n x p matrix), a matrix leaf's last two axes swapped (the order in
-which the vjp of h @ W forms its outer products).
+numbers, not a masked n x p matrix), each leaf unit-major: [G*H, B, ...] (a matrix leaf
+[D, G*H] as [G*H, B, D], the order in which the vjp of h @ W forms its outer products), so
+the gradient's sum over the streams is one product batched over the columns.
 
 In place: a cell whose step computes its components one after another (`Cell.stages`; the
 LSTM: c_t from (h_{t-1}, c_{t-1}), then h_t from (h_{t-1}, c_t)) gets the same M_t stage by
@@ -152,8 +153,8 @@ def layer_jacobians(p, c, h_in):
 def snap1(objective) -> Estimator:
     """SnAp-1 over params["layers"] for a jaxdl.objectives `objective`. The estimator state is
     {"M": a list over layers of a tuple over the k carry components of pytrees like each
-    layer's params, leaves [B, *leaf.shape] with a matrix leaf's last two axes swapped (its
-    vjp's layout)}.
+    layer's params, leaves unit-major: [G*H, B] for a vector leaf, [G*H, B, D] for a matrix
+    leaf [D, G*H]}.
 
     The step is batched over the B streams where it touches M (B x k x p numbers): the
     per-stream work (the layer step, each stage's jvps and vjps, dL_t/ds_t) is vmapped; then
@@ -161,8 +162,8 @@ def snap1(objective) -> Estimator:
     output and leaf, M[a] <- sum_b J[a, b] M[b] + I[a] with M[b] as it stands (earlier
     stages' components already new), so each pass reads its own component at the index it
     writes and XLA updates M[a] in place (the LSTM: c, then h from the new c; a held step:
-    J = the identity row, I = 0). The gradient sum_b sum_a dL/ds^(a)_{b, j%H} M_t[a][b, j] is
-    one element-wise pass over the k components and one [B] x [B, p] product per leaf. On a
+    J = the identity row, I = 0). The gradient sum_b sum_a dL/ds^(a)_{b, j%H} M_t[a][j, b] is
+    per component and leaf one product batched over the columns j, reading M once. On a
     held step the gradient still reads the unheld M_t: the M_{t-1} part through the whole
     step's diagonal blocks D_t (the product of its stages'), the I_t part as the vjp of the
     batched layer step with the cotangent dL/ds_t (computed only then)."""
