@@ -223,6 +223,56 @@ def test_snap1_equals_its_definition_with_a_weighted_held_step(x64, layers):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("name", sorted(n for n, c in cells().items() if c.stages))
+def test_cell_stages_in_turn_equal_the_step(x64, name):
+    """A cell's stages (what SnAp-1 mirrors to update its influence in place), run in turn on
+    the carry as it stands, give the step's new carry (float64, nonzero state); each
+    component is computed by exactly one stage."""
+    cell = cells()[name]
+    params = cell.init(jax.random.PRNGKey(1), D, H, dtype=jnp.float64)
+    k = jax.random.split(jax.random.PRNGKey(2), 3)
+    x = jax.random.normal(k[0], (B, D))
+    carry = tuple(0.5 * jax.random.normal(jax.random.fold_in(k[1], i), a.shape)
+                  for i, a in enumerate(cell.carry(params, B)))
+    assert sorted(a for outs, _ in cell.stages for a in outs) == list(range(len(carry)))
+    cur = list(carry)
+    for outs, fn in cell.stages:
+        for a, v in zip(outs, fn(params, tuple(cur), x, jnp.matmul)):
+            cur[a] = v
+    for got, want in zip(cur, cell.step(params, carry, x)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_snap1_updates_its_influence_in_place():
+    """The compiled online loop of SnAp-1 on an LSTM copies no component of the recurrent
+    weight's influence (M's largest leaf, [B, 4H, H]) per step: each stage's pass reads M[a]
+    at the index it writes, so XLA updates it in place (a copy of B x k x p numbers per step
+    is what made SnAp-1 slow). At these tiny sizes XLA may still duplicate the cheap update
+    of the small input-weight leaf into its consumers and copy that one."""
+    import re
+    Bm, Hm, Dm = 3, 8, 5                                   # M.wh: [3, 32, 8]
+    params = rnn_init(jax.random.PRNGKey(0), Dm, Hm, 3, 1, "lstm")
+    est = get_estimator("snap1", XENT)
+    st = est.init(params, Bm)
+    carry = tuple(cells()["lstm"].carry(p, Bm) for p in params["layers"])
+    xs, ys = jnp.zeros((4, Bm, Dm)), jnp.zeros((4, Bm), jnp.int32)
+    w = m = jnp.ones((4, Bm))
+
+    def run(params, carry, st):
+        def body(c, inp):
+            carry, st = c
+            carry, st, g, _ = est.step(params, carry, st, *inp)
+            return (carry, st), g
+        return jax.lax.scan(body, (carry, st), (xs, ys, w, m))
+    hlo = jax.jit(run).lower(params, carry, st).compile().as_text()
+    body = re.search(r"body=%([\w.\-]+)", hlo).group(1)
+    comp = hlo[hlo.index(f"%{body} "):]
+    comp = comp[:comp.index("\n}")]
+    shapes = {f"f32[{','.join(map(str, M.wh.shape))}]" for M in st["M"][0]}
+    copies = [ln for ln in comp.splitlines() if " copy(" in ln and ln.split("= ")[1].split("{")[0] in shapes]
+    assert "copy(" in hlo and not copies, copies
+
+
 # ------------------------------------------------------------------------ UORO is unbiased
 
 def _z(mean, exact, sd, K):

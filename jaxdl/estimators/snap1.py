@@ -12,13 +12,24 @@ M_t[a, j] = d s^(a)_{t, j%H} / d theta[..., j] for each of the layer's k carry c
                   reaches no other unit within a step)
     dL_t/dtheta[..., j] ~ sum_a dL_t/ds^(a)_{t, j%H} M_t[a, j]
 
-D_t, generically for any cell: the step is called with rec(h, wh) = stop_gradient(h) @
-(wh * (1 - D)) + h @ (wh * D), D[i, j] = 1 iff j % H == i: the same value, whose derivative
-in h keeps only each unit's own columns, so k jvps (tangent: ones on one carry component of
-every unit) give every unit's k x k block exactly. I_t: k vjps in theta (cotangent: ones on
-one carry component). M_t is stored compactly: per layer, a pytree like its params with a
-leading [k] axis (k x p numbers, not a masked n x p matrix), a matrix leaf's last two axes
-swapped (the order in which the vjp of h @ W forms its outer products).
+D_t, generically for any cell: the step is called with rec = `diagonal_rec`, the same value
+h @ wh whose derivative in h keeps only each unit's own columns (element-wise: wh[j % H, j]
+dh[j % H]), so k jvps (tangent: ones on one carry component of every unit) give every unit's
+k x k block exactly. I_t: k vjps in theta (cotangent: ones on one carry component). M_t is
+stored compactly: per layer, a tuple over the k components of pytrees like its params (k x p
+numbers, not a masked n x p matrix), each leaf unit-major: [G*H, B, ...] (a matrix leaf
+[D, G*H] as [G*H, B, D], the order in which the vjp of h @ W forms its outer products), so
+the gradient's sum over the streams is one product batched over the columns.
+
+In place: a cell whose step computes its components one after another (`Cell.stages`; the
+LSTM: c_t from (h_{t-1}, c_{t-1}), then h_t from (h_{t-1}, c_t)) gets the same M_t stage by
+stage, each stage's blocks and I taken on the carry as it stands (chain rule):
+
+    M^c_t = f M^c_{t-1} + D_ch M^h_{t-1} + I^c_t
+    M^h_t = o tanh'(c_t) M^c_t + tanh(c_t) (D_oh M^h_{t-1} + I^o_t)
+
+each pass reading the component it writes at the same index (and the other at the same
+index), so XLA overwrites M^c, then M^h, and copies nothing.
 
 Stacked layers: each layer's parameters keep influence on their own layer's units only; the
 input from the layer below is taken as given at each step (its influence on the layer above
@@ -36,13 +47,15 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxdl.estimators.online import (Estimator, layer_output, layer_step, stack_step,
-                                     step_loss, zero_state)
+from jaxdl.estimators.online import (Estimator, _one, _unone, layer_output, layer_step,
+                                     stack_step, step_loss, zero_state)
+from jaxdl.models.cell import cell_of
 
-# the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS); 2: M's matrix
-# leaves stored with their last two axes swapped (the vjp's layout), same shapes when square
-STATE_LAYOUT = 2
+# the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS); 3: M one array
+# per carry component, unit-major ([G*H, B, ...] per leaf), matrix leaves in the vjp's layout
+STATE_LAYOUT = 3
 
 
 def unit_mask(H: int, K: int, dtype) -> jax.Array:
@@ -51,9 +64,13 @@ def unit_mask(H: int, K: int, dtype) -> jax.Array:
 
 
 def diagonal_rec(h, wh):
-    """h @ wh in value; its derivative in h keeps only each unit's own columns."""
-    D = unit_mask(wh.shape[0], wh.shape[1], wh.dtype)
-    return jax.lax.stop_gradient(h) @ (wh * (1 - D)) + h @ (wh * D)
+    """h @ wh in value; its derivative in h keeps only each unit's own columns. Column j of
+    wh [H, G*H] feeds unit j % H, so that derivative is element-wise:
+    d(h @ wh)[j] = wh[j % H, j] dh[j % H] (no product with a masked wh)."""
+    H, K = wh.shape
+    dg = jnp.diagonal(wh.reshape(H, K // H, H), axis1=0, axis2=2).reshape(K)    # wh[j % H, j]
+    ht = jnp.tile(h, K // H)
+    return jax.lax.stop_gradient(h) @ wh + (ht - jax.lax.stop_gradient(ht)) * dg
 
 
 def _one_hot_carries(carry):
@@ -70,59 +87,99 @@ def _vjp_layout(a, lead: int):
     return jnp.swapaxes(a, -1, -2) if a.ndim - lead >= 2 else a
 
 
-def _per_unit(coef, a, H: int, lead: int = 1):
-    """coef [*lead axes, H] times a [*lead axes, ...], a leaf of M in its stored layout, whose
-    unit axis (the parameter's G*H columns) is the last for a vector leaf and the one before
-    it for a matrix leaf: column j is scaled by coef[..., j % H], element-wise (coef's lead
-    axes broadcast against a's)."""
-    ax = a.ndim - 1 if a.ndim - lead == 1 else a.ndim - 2
-    shape = a.shape[:ax] + (a.shape[ax] // H, H) + a.shape[ax + 1:]
-    cshape = coef.shape[:-1] + (1,) * (ax - lead) + (1, H) + (1,) * (a.ndim - ax - 1)
-    out = coef.reshape(cshape) * a.reshape(shape)
-    return out.reshape(out.shape[:lead] + a.shape[lead:])
+def _stored(coefs):
+    """The small per-unit coefficients [B, *, H] of one layer's passes, each stored once: as
+    the output of one product with the identity. XLA fuses an element-wise producer into every
+    consumer and would recompute them (their selects, the jvps' arithmetic) for each of M's
+    B x k x p numbers, while a product's result is computed once (an optimization barrier is
+    removed by XLA's CPU pipeline); one product for all of them, as each call costs."""
+    sizes = [c.shape[1] for c in coefs]
+    allc = jnp.concatenate(coefs, axis=1)
+    allc = jnp.einsum("bru,uz->brz", allc, jnp.eye(allc.shape[-1], dtype=allc.dtype))
+    return jnp.split(allc, list(np.cumsum(sizes)[:-1]), axis=1)
 
 
-def _materialise(a, spec: str):
-    """a itself, as the output of a product with the identity on its last axis: XLA fuses an
-    element-wise producer into every consumer and would recompute these small per-unit
-    coefficients (their selects and transposes) for each of M's B x k x p numbers; a
-    product's result is computed once and stored."""
-    return jnp.einsum(f"{spec},{spec[-1]}z->{spec[:-1]}z", a, jnp.eye(a.shape[-1], dtype=a.dtype))
+def _spread(coef, K: int):
+    """coef [..., H] -> [..., K], column j = coef[..., j % H]: a per-unit coefficient laid out
+    along a leaf's G*H columns (index arithmetic only: it fuses into M's passes)."""
+    return jnp.tile(coef, K // coef.shape[-1])
+
+
+def _per_unit(coef, a):
+    """coef [B, K] (`_spread`) times a [K, B, ...], a leaf of M in its stored layout (unit
+    axis first, then the streams). a is read as it is (no reshape): an element-wise pass that
+    reads M at the index it writes may update M in place."""
+    return coef.T.reshape(coef.T.shape + (1,) * (a.ndim - 2)) * a
+
+
+def _widths(p) -> set:
+    """The leaves' unit-axis widths K (G*H: one for a dense cell)."""
+    return {a.shape[-1] for a in jax.tree.leaves(p)}
+
+
+def _width(a) -> int:
+    """K of a leaf of M (stored layout [K, B, ...])."""
+    return a.shape[0]
+
+
+def _unit_major(a):
+    """A leaf of the batched vjp [B, K, ...] (`_vjp_layout`) in M's layout [K, B, ...]."""
+    return jnp.moveaxis(a, 1, 0)
+
+
+def stages_of(p, k: int) -> tuple:
+    """The layer's cell's stages (jaxdl.models.cell): ((outs, fn), ...), or one stage that
+    computes all k components from the old carry with the cell's step."""
+    cell = cell_of(p)
+    return cell.stages or ((tuple(range(k)), cell.step),)
 
 
 def layer_jacobians(p, c, h_in):
-    """One stream's layer step and what SnAp-1 needs of it: (new carry, D [k(a), k(b), H]
-    the diagonal blocks of J_t, I_t a pytree like p with leaves [k(a), *leaf] in M's layout)."""
+    """One stream's layer step and what SnAp-1 needs of it, stage by stage (`stages_of`):
+    (new carry, Js, Is), per stage J [m, k(b), H] the diagonal blocks of d(its m outputs) /
+    d(the carry as it stands: components of earlier stages already new) and I a pytree like
+    p with leaves [m, *leaf] in M's layout, d(its outputs)/dtheta."""
     new = layer_step(p, c, h_in)
-    tangents = _one_hot_carries(c)                              # k tuples, each [k, H]
-    jvp_b = lambda t: jax.jvp(lambda cc: layer_step(p, cc, h_in, diagonal_rec), (c,), (t,))[1]
-    D = jnp.stack(jax.vmap(jvp_b)(tangents), axis=0)            # [a, b, H]
-    _, vjp = jax.vjp(lambda pp: layer_step(pp, c, h_in), p)
-    (I,) = jax.vmap(vjp)(tangents)                              # leaves [k(a), *leaf.shape]
-    return new, D, jax.tree.map(lambda a: _vjp_layout(a, 1), I)
+    cur, Js, Is = list(c), [], []
+    for outs, fn in stages_of(p, len(c)):
+        f = lambda pp, cc, rec, fn=fn: _unone(fn(pp, _one(cc), h_in[None], rec))
+        now = tuple(cur)
+        J = jax.vmap(lambda t: jax.jvp(lambda cc: f(p, cc, diagonal_rec), (now,), (t,))[1])(_one_hot_carries(now))
+        Js.append(jnp.stack(J, axis=0))                                 # [m(a), k(b), H]
+        _, vjp = jax.vjp(lambda pp: f(pp, now, jnp.matmul), p)
+        (I,) = jax.vmap(vjp)(_one_hot_carries(tuple(now[a] for a in outs)))   # leaves [m, *leaf]
+        Is.append(jax.tree.map(lambda a: _vjp_layout(a, 1), I))
+        for a in outs:
+            cur[a] = new[a]
+    return new, Js, Is
 
 
 def snap1(objective) -> Estimator:
     """SnAp-1 over params["layers"] for a jaxdl.objectives `objective`. The estimator state is
-    {"M": a list over layers of pytrees like each layer's params, leaves [B, k, *leaf.shape]
-    with a matrix leaf's last two axes swapped (its vjp's layout)}.
+    {"M": a list over layers of a tuple over the k carry components of pytrees like each
+    layer's params, leaves unit-major: [G*H, B] for a vector leaf, [G*H, B, D] for a matrix
+    leaf [D, G*H]}.
 
     The step is batched over the B streams where it touches M (B x k x p numbers): the
-    per-stream work (the layer step, D_t's k jvps, I_t's k vjps, dL_t/ds_t) is vmapped; then
-    one element-wise pass per leaf writes M_t = D_t M_{t-1} + I_t (a held step: D = 1, I = 0),
-    and the gradient sum_b sum_a dL/ds^(a)_{b, j%H} M_t[b, a, j] is one element-wise pass over
-    M_t and one [B] x [B, p] product per leaf. On a held step the gradient still reads the
-    unheld M_t = D_t M_{t-1} + I_t: the M_{t-1} part through D's coefficients, the I_t part as
-    the vjp of the batched layer step with the cotangent dL/ds_t (computed only then)."""
+    per-stream work (the layer step, each stage's jvps and vjps, dL_t/ds_t) is vmapped; then
+    M is updated in the cell's stage order (`stages_of`), one element-wise pass per stage
+    output and leaf, M[a] <- sum_b J[a, b] M[b] + I[a] with M[b] as it stands (earlier
+    stages' components already new), so each pass reads its own component at the index it
+    writes and XLA updates M[a] in place (the LSTM: c, then h from the new c; a held step:
+    J = the identity row, I = 0). The gradient sum_b sum_a dL/ds^(a)_{b, j%H} M_t[a][j, b] is
+    per component and leaf one product batched over the columns j, reading M once. On a
+    held step the gradient still reads the unheld M_t: the M_{t-1} part through the whole
+    step's diagonal blocks D_t (the product of its stages'), the I_t part as the vjp of the
+    batched layer step with the cotangent dL/ds_t (computed only then)."""
 
     def step(params, carry, est, x, y, w, m):
         layers, readout = params["layers"], params["readout"]
         real = m > 0
         h = x
-        news, Ds, Is = [], [], []
+        news, Jss, Iss = [], [], []
         for p, c in zip(layers, carry):
-            c2, D, I = jax.vmap(layer_jacobians, in_axes=(None, 0, 0))(p, c, h)
-            news.append(c2), Ds.append(D), Is.append(I)
+            c2, Js, Is = jax.vmap(layer_jacobians, in_axes=(None, 0, 0))(p, c, h)
+            news.append(c2), Jss.append(Js), Iss.append(Is)
             h = jax.vmap(lambda cc: layer_output(p, cc))(c2)
         push = jax.tree.map(jnp.zeros_like, carry)
 
@@ -134,33 +191,47 @@ def snap1(objective) -> Estimator:
         (_, sums), (g_read, g_push) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(readout, push)
 
         Ms, g_layers, h = [], [], x
-        for p, c, c2, D, I, M, gc in zip(layers, carry, news, Ds, Is, est["M"], g_push):
-            k, H = D.shape[1], D.shape[-1]
-            eye = jnp.eye(k, dtype=D.dtype)[None, :, :, None]
+        for p, c, c2, Js, Is, M, gc in zip(layers, carry, news, Jss, Iss, est["M"], g_push):
+            k, H = len(c), c[0].shape[-1]
+            eye = jnp.eye(k, dtype=c[0].dtype)
+            keep = real.astype(c[0].dtype)
+            D = jnp.broadcast_to(eye[None, :, :, None], (real.shape[0], k, k, H))   # the step's blocks [B, a, c, u]
+            stages, Jhs = stages_of(p, k), []
+            for (outs, _), J in zip(stages, Js):
+                D = D.at[:, jnp.array(outs)].set(sum(J[:, :, c, None] * D[:, None, c] for c in range(k)))
+                # J, a held step's: the identity rows
+                Jh = jnp.where(real[:, None, None, None], J, eye[jnp.array(outs)][:, :, None])
+                Jhs.append(Jh.reshape(-1, len(outs) * k, H))
             gs = jnp.stack(gc, axis=1)                                        # [B, k, H]: dL_t/ds_t
-            # D_t (a held step's: the identity) and the coefficient of M_t[b, c] in the gradient
-            # (a held stream: of M_{t-1}, through D_t), each computed once
-            Dh = _materialise(jnp.where(real[:, None, None, None], D, eye), "bacu")
-            keep = real.astype(D.dtype)
-            coef = _materialise(jnp.where(real[:, None, None], gs, jnp.einsum("bau,bacu->bcu", gs, D)), "bcu")
-            Mt = jax.tree.map(
-                lambda Ml, Il: sum(_per_unit(Dh[:, :, b], Ml[:, b:b + 1], H, 2) for b in range(k))
-                + keep.reshape((-1,) + (1,) * (Il.ndim - 1)) * Il, M, I)
-            g = jax.tree.map(lambda Ml: _gradient(coef, Ml, H), Mt)
+            # the coefficient of M_t[c] in the gradient (a held stream: of M_{t-1}, through D_t)
+            coef = jnp.where(real[:, None, None], gs, sum(gs[:, a, None] * D[:, a] for a in range(k)))
+            *Jhs, coef = _stored(Jhs + [coef])
+            Mt = list(M)
+            for (outs, _), Jh, I in zip(stages, Jhs, Is):
+                Jh = {K: _spread(Jh, K).reshape(-1, len(outs), k, K) for K in _widths(p)}     # [B, m, k, K]
+
+                def advance(Il, *Mb, r):       # output r of the stage: sum_b J[r, b] M[b] + I[r]
+                    return (sum(_per_unit(Jh[_width(Mb[b])][:, r, b], Mb[b]) for b in range(k))
+                            + keep.reshape((1, -1) + (1,) * (Il.ndim - 3)) * _unit_major(Il[:, r]))
+                upd = [jax.tree.map(lambda Il, *Mb, r=r: advance(Il, *Mb, r=r), I, *Mt) for r in range(len(outs))]
+                for r, a in enumerate(outs):
+                    Mt[a] = upd[r]
+            coef = {K: _spread(coef, K) for K in _widths(p)}                          # [B, k, K]
+            g = jax.tree.map(lambda *Ml: _gradient(coef[_width(Ml[0])], Ml), *Mt)
             held_g = jax.lax.cond(
                 jnp.all(real), lambda: jax.tree.map(jnp.zeros_like, p),
                 lambda: jax.vjp(lambda pp: jax.vmap(lambda cc, hh: layer_step(pp, cc, hh))(c, h), p)[1](
                     jax.tree.map(lambda a: jnp.where(real[:, None], 0.0, a), gc))[0])
             g_layers.append(jax.tree.map(jnp.add, g, held_g))
-            Ms.append(Mt)
+            Ms.append(tuple(Mt))
             h = jax.vmap(lambda cc: layer_output(p, cc))(c2)
         new = jax.tree.map(lambda a, b: jnp.where(real[:, None], a, b), tuple(news), tuple(carry))
         return new, {"M": Ms}, {"layers": g_layers, "readout": g_read}, sums
 
     def init(params, batch, key=None):
         zero = zero_state(params["layers"])
-        return {"M": [jax.tree.map(lambda a: _vjp_layout(jnp.zeros((batch, len(c)) + a.shape, a.dtype), 2), p)
-                      for p, c in zip(params["layers"], zero)]}
+        return {"M": [tuple(jax.tree.map(lambda a: jnp.zeros((a.shape[-1], batch) + a.shape[:-1], a.dtype), p)
+                            for _ in c) for p, c in zip(params["layers"], zero)]}
 
     def reset(est):
         return jax.tree.map(jnp.zeros_like, est)
@@ -168,14 +239,13 @@ def snap1(objective) -> Estimator:
     return Estimator("snap1", init, reset, step)
 
 
-def _gradient(coef, Ml, H: int):
-    """sum_b sum_a coef[b, a, j % H] Ml[b, a, j] for a leaf of M [B, k, ...] in its stored
-    layout -> the parameter's gradient in the parameter's layout: one element-wise pass
-    over the k components, then one [B] x [B, p] product."""
-    B, k = Ml.shape[:2]
-    X = sum(_per_unit(coef[:, a], Ml[:, a], H) for a in range(k))                   # [B, ...]
-    g = (jnp.ones((B,), Ml.dtype) @ X.reshape(B, -1)).reshape(X.shape[1:])
-    return _vjp_layout(g, 0)
+def _gradient(coef, Ms):
+    """sum_b sum_a coef[b, a, j] Ms[a][j, b, ...] (coef [B, k, K], `_spread`) for the k
+    components' arrays of one leaf of M [K, B, ...] -> the parameter's gradient in its own
+    layout: per component one product batched over the K columns, reading M once (no
+    [B, p] product written first)."""
+    g = sum(jnp.einsum("bj,jb...->j...", coef[:, a], Ma) for a, Ma in enumerate(Ms))       # [K, ...]
+    return jnp.moveaxis(g, 0, -1)
 
 
 def snap1_memory_bytes(layers, streams: int) -> int:

@@ -34,6 +34,13 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
         the element-wise estimators (jaxdl.estimators.elementwise) use
     wrapper: True for a cell that wraps another (jaxdl.models.block): not a `model=`
         name of its own, found by cell_of from its params
+    stages: the step as in-place updates of its carry's components, in the order it
+        computes them: a tuple of (outs, fn), fn(params, carry, x, rec) -> the new values of
+        the components `outs` (a tuple of indices), each [B, H], read from the carry as it
+        stands (the components of earlier stages already new). Running them in turn
+        equals `step`. () for one stage that computes every component from the old carry.
+        The LSTM's are ((c,), (h,)): c_t from (h_{t-1}, c_{t-1}), then h_t from
+        (h_{t-1}, c_t); SnAp-1 mirrors them to update its influence in place
 
 An element-wise cell's carry is (emitted..., state...): its step is
 
@@ -84,6 +91,7 @@ class Cell(NamedTuple):
     forms: tuple = ("sequential",)
     elementwise: Callable | None = None
     wrapper: bool = False
+    stages: tuple = ()
 
 
 def hidden_of(params) -> int:

@@ -373,6 +373,22 @@ def lstm_step(params: LSTMParams, carry, x, rec=jnp.matmul):
     return o * jnp.tanh(c2), c2
 
 
+def _c_stage(params: LSTMParams, carry, x, rec=jnp.matmul):
+    """c_t = f * c_{t-1} + i * g from (h_{t-1}, c_{t-1}) (all four gates' columns, so a
+    derivative in the params keeps their shape: o's columns get zero)."""
+    h, c = carry
+    i, f, g, _ = _gates(x @ params.wx + rec(h, params.wh) + params.b)
+    return (f * c + i * g,)
+
+
+def _h_stage(params: LSTMParams, carry, x, rec=jnp.matmul):
+    """h_t = o * tanh(c_t) from (h_{t-1}, c_t) (the pre-activations as _c_stage's: one
+    product for both stages once XLA removes the common subexpression)."""
+    h, c2 = carry
+    *_, o = _gates(x @ params.wx + rec(h, params.wh) + params.b)
+    return (o * jnp.tanh(c2),)
+
+
 def _init(key, in_dim: int, hidden: int, dtype=jnp.float32, forget_bias: float = 1.0) -> LSTMParams:
     return lstm_init(key, in_dim, hidden, forget_bias, dtype)
 
@@ -383,4 +399,4 @@ CELL = Cell(
     scan=sequential_only("lstm", lambda params, xs, carry, mask=None, hoist=None, compute_dtype=None:
                          lstm_scan(params, xs, carry, mask, hoist, compute_dtype)),
     step=lstm_step, output=lambda carry: carry[0], reference=lstm_scan_reference,
-    params=LSTMParams, options=("forget_bias",), gates=4)
+    params=LSTMParams, options=("forget_bias",), gates=4, stages=(((1,), _c_stage), ((0,), _h_stage)))
