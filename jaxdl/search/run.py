@@ -28,12 +28,13 @@ from jaxdl.search.spec import OPTIM_KEYS, SearchSpec, rung_sizes
 
 def take(state, slots):
     """The member-stacked state of the members in `slots` only (every leaf [M, ...] -> [len, ...]).
-    Gathered on the host (a device gather would compile a program per leaf and member
-    count on the rung's critical path); the loop places the result again. Bit-exact."""
+    Gathered on the host and put back with jax.device_put (a device gather, or jnp.asarray
+    of a host array, would compile a program per leaf and member count on the rung's
+    critical path); the loop places the result again. Bit-exact."""
     idx = np.asarray(slots, np.int32)
     if jax.process_count() > 1:          # leaves not all addressable here: gather on device
         return jax.tree.map(lambda x: x[jnp.asarray(idx)], state)
-    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]), state)
+    return jax.device_put(jax.tree.map(lambda x: np.asarray(x)[idx], state))
 
 
 def stopped_by(rows: list[dict], upto: int | None = None) -> dict[int, int]:

@@ -267,8 +267,10 @@ class _Groups:
     """A rung's n members as ceil(n / size) groups of `size` that the same compiled programs
     train one after another (train_loop's `group`); the last group is filled up with copies
     of member n - 1, whose results are dropped. size None: one group, the state as it is.
-    Split and joined on the host (as halving's survivors are gathered, jaxdl.search.run.take),
-    so no program is compiled per member count; `place` lays each group out (a mesh)."""
+    Split and joined on the host and put back with jax.device_put (jnp.asarray of a host
+    array compiles a program per shape), as halving's survivors are gathered
+    (jaxdl.search.run.take), so nothing compiles per member count; `place` lays each group
+    out (a mesh)."""
 
     def __init__(self, n: int, size: int | None, place: Callable = lambda s: s):
         self.n, self.place = n, place
@@ -282,7 +284,7 @@ class _Groups:
         idx = np.minimum(np.arange(self.count * self.size), self.n - 1).reshape(self.count, self.size)
         host = jax.tree.map(np.asarray, tree)
         out = [jax.tree.map(lambda a: a[i], host) for i in idx]
-        return [self.place(jax.tree.map(jnp.asarray, t)) for t in out] if place else out
+        return [self.place(jax.device_put(t)) for t in out] if place else out
 
     def outputs(self, trees):
         """Per-group outputs (member axis first) -> the n members' (host arrays); one group's as they are."""
@@ -294,7 +296,7 @@ class _Groups:
         """The groups' state -> the [n, ...] state."""
         if self.size is None:
             return groups[0]
-        return self.place(jax.tree.map(jnp.asarray, self.outputs(groups)))
+        return self.place(jax.device_put(self.outputs(groups)))
 
     def run(self, fn, groups: list, *args):
         """fn(group, *args) -> (group, out) on every group (all dispatched, then read):
@@ -424,6 +426,11 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
         state, start, pos, partial, wall = run.resume_chunked(state, like)
     else:
         run_epoch = _Checked(jit_epoch(vm(trainer.train_epoch, (0, None))))
+        # traced here, as the chunked path's is for `like`, at the shape the epochs run: the
+        # first epoch's time (wall_time_s) is then its compilation and training in both
+        m = jax.tree.leaves(state)[0].shape[0] if members is not None else None
+        jax.eval_shape(run_epoch.jitted, _resized(state, group) if members is not None and group and group < m
+                       else state, place_inputs(trainer.epoch_inputs(0)))
         state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)
