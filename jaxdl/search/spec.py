@@ -56,7 +56,7 @@ class SearchSpec:
     keep: float = DEFAULTS["keep"]
     truncate: float = DEFAULTS["truncate"]
     perturb: list = field(default_factory=lambda: list(DEFAULTS["perturb"]))   # a list: as JSON writes it
-    group: str | int = "auto"                       # halving: members trained at once (SearchRun.group)
+    group: str | int = "auto"                       # halving: members trained at once (SearchRun.group_size)
 
     @property
     def varied(self) -> dict:

@@ -387,8 +387,9 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     SearchRun.counts_ahead): their epoch, evaluation and metric programs compile on a
     background thread while the first rung trains, so a rung starts without compiling.
     group (SearchRun.group_size; None: all members at once): train the members `group` at a
-    time, ceil(n / group) groups of n through the programs compiled once for `group`
-    members (_Groups), so a rung of any count compiles nothing; `ahead` is then not needed."""
+    time: n members run as ceil(n / group) groups, one after another, through the programs
+    compiled once for `group` members (_Groups), so a rung of any count compiles nothing;
+    `ahead` is then not needed."""
     epochs, seed, members, hparams, replica_of = plan.epochs, plan.seed, plan.members, plan.hparams, plan.replica_of
     eval_every, stop_on_rise, higher_is_better, chunking = (plan.eval_every, plan.stop_on_rise,
                                                              plan.higher_is_better, plan.chunking)
