@@ -131,18 +131,20 @@ def test_halving_keeps_the_top_half_by_val_and_survivors_equal_their_full_popula
     sel = half["selection"]
     assert sel["member"] in top and sel["val"] == max(half["members"][i]["final"]["val/accuracy"] for i in top)
     assert half["search"] == {"schedule": "halving", "every": 2, "keep": 0.5, "group": 2}    # 4 -> 2: groups of 2
-    # groups of 3 (the last group, and the rung of 2, filled up with copies): the same stops, and
-    # every member's rows its full-population self's (rtol as above; bitwise on this CPU)
-    g3, gd = run_inprocess(tmp_path, base + ["population.schedule=halving", "population.every=2",
-                                             "population.group=3"], "g3")
-    assert g3["search"]["group"] == 3
-    assert [m["stopped_at"] for m in g3["members"]] == [m["stopped_at"] for m in half["members"]]
-    for i in range(4):
-        mine, theirs = _metric_rows(gd, i), _metric_rows(fd, i)
-        assert len(mine) == (4 if i in top else 2)
-        for a, b in zip(mine, theirs):
-            for k in a:
-                np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=f"group=3: member {i} {k}")
+    # groups of 3 (the last group, and the rung of 2, filled up with copies), and every rung at
+    # once (all: a program per rung count, as on an accelerator): the same stops, and every
+    # member's rows its full-population self's (rtol as above; bitwise at this size)
+    for group, recorded in (("3", 3), ("all", "all")):
+        g, gd = run_inprocess(tmp_path, base + ["population.schedule=halving", "population.every=2",
+                                                f"population.group={group}"], f"group{group}")
+        assert g["search"]["group"] == recorded
+        assert [m["stopped_at"] for m in g["members"]] == [m["stopped_at"] for m in half["members"]]
+        for i in range(4):
+            mine, theirs = _metric_rows(gd, i), _metric_rows(fd, i)
+            assert len(mine) == (4 if i in top else 2)
+            for a, b in zip(mine, theirs):
+                for k in a:
+                    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=f"group={group}: member {i} {k}")
 
 
 def test_groups_fill_the_last_group_with_copies_and_drop_their_results():
