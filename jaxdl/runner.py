@@ -131,7 +131,8 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
                         show=("train/loss", watch, task.headline))
     prune = trial.hook(watch, task.higher_is_better) if trial is not None else None
     res = train_loop(trainer, run, plan, placement=placement, schedule=run.schedule if run is not ctx else None,
-                     progress=progress, prune=prune, ahead=run.counts_ahead() if run is not ctx else ())
+                     progress=progress, prune=prune, ahead=run.counts_ahead() if run is not ctx else (),
+                     group=run.group_size(device.platform) if run is not ctx else None)
     shapes = jax.eval_shape(trainer.init, jax.random.PRNGKey(0), {})["params"]
     num_params = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(shapes))
     about = facts.pop("about")
@@ -149,7 +150,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
     if config.population:
         extra["population"] = config.population
     if search.schedule != "none":
-        extra["search"] = search.summary()
+        extra["search"] = run.record(device.platform)
     if trial is not None:
         extra["trial"] = trial.record()
     if cache is not None:

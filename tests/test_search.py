@@ -62,6 +62,7 @@ def test_same_seed_draws_the_same_members_and_loguniform_spreads_over_decades():
     ("population.optim.lr={loguniform:[1e-4,0.1]}", "population.samples", "population.samples=8"),
     ("population.keep=0.5", "population.keep", "population.schedule=halving"),
     ("population.schedule=grid", "population.schedule", "one of"),
+    ("population.group=2", "population.group", "without a schedule"),
 ])
 def test_bad_search_settings_are_refused_naming_the_key(override, key, hint):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + hint):
@@ -77,6 +78,16 @@ def test_bad_search_settings_are_refused_naming_the_key(override, key, hint):
      "copies none"),
     (["population.schedule=halving", "population.every=1", "train.eval_every=2"], "population.every",
      "multiple of train.eval_every"),
+    (["population.schedule=halving", "population.every=2", "population.group=0"], "population.group",
+     "auto, all or an integer >= 1"),
+    (["population.schedule=halving", "population.every=2", "population.group=some"], "population.group",
+     "auto, all or an integer >= 1"),
+    (["population.schedule=halving", "population.every=2", "population.group=5"], "population.group",
+     "more than the population's 4 members"),
+    (["population.schedule=halving", "population.every=2", "population.group=3", "mesh.replica=2"],
+     "population.group", "mesh.replica=2 does not divide"),
+    (["population.schedule=pbt", "population.every=2", "population.group=2"], "population.group",
+     "group belongs to halving"),
 ])
 def test_bad_schedules_are_refused_before_compute(extra, key, hint):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.") + ".*" + hint):
@@ -119,7 +130,40 @@ def test_halving_keeps_the_top_half_by_val_and_survivors_equal_their_full_popula
     assert full["member_stats_over"] == {"members": [0, 1, 2, 3], "of": 4, "which": "every member"}
     sel = half["selection"]
     assert sel["member"] in top and sel["val"] == max(half["members"][i]["final"]["val/accuracy"] for i in top)
-    assert half["search"] == {"schedule": "halving", "every": 2, "keep": 0.5}
+    assert half["search"] == {"schedule": "halving", "every": 2, "keep": 0.5, "group": 2}    # 4 -> 2: groups of 2
+    # groups of 3 (the last group, and the rung of 2, filled up with copies), and every rung at
+    # once (all: a program per rung count, as on an accelerator): the same stops, and every
+    # member's rows its full-population self's (rtol as above; bitwise at this size)
+    for group, recorded in (("3", 3), ("all", "all")):
+        g, gd = run_inprocess(tmp_path, base + ["population.schedule=halving", "population.every=2",
+                                                f"population.group={group}"], f"group{group}")
+        assert g["search"]["group"] == recorded
+        assert [m["stopped_at"] for m in g["members"]] == [m["stopped_at"] for m in half["members"]]
+        for i in range(4):
+            mine, theirs = _metric_rows(gd, i), _metric_rows(fd, i)
+            assert len(mine) == (4 if i in top else 2)
+            for a, b in zip(mine, theirs):
+                for k in a:
+                    np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=f"group={group}: member {i} {k}")
+
+
+def test_groups_fill_the_last_group_with_copies_and_drop_their_results():
+    """_Groups: 5 members in groups of 2 -> [0,1] [2,3] [4,4]; outputs and the joined state are
+    the 5 members' own; one group of all members is the state itself, not a copy."""
+    from jaxdl.train.loop import _Groups
+    state = {"w": jnp.arange(10.0).reshape(5, 2), "b": jnp.arange(5)}
+    g = _Groups(5, 2)
+    parts = g.split(state)
+    assert g.count == 3 and [np.asarray(p["b"]).tolist() for p in parts] == [[0, 1], [2, 3], [4, 4]]
+    joined = g.join(parts)
+    for k in state:
+        np.testing.assert_array_equal(np.asarray(joined[k]), np.asarray(state[k]))
+    new, out = g.run(lambda s, c: ({"w": s["w"] + c, "b": s["b"]}, s["b"] * 10), parts, 1.0)
+    np.testing.assert_array_equal(out, [0, 10, 20, 30, 40])
+    np.testing.assert_array_equal(np.asarray(g.join(new)["w"]), np.asarray(state["w"]) + 1)
+    np.testing.assert_array_equal(g.apply(lambda s: s["w"].sum(1), parts), np.asarray(state["w"]).sum(1))
+    whole = _Groups(5, None)
+    assert whole.split(state)[0] is state and whole.join([state]) is state and _Groups(5, 5).size is None
 
 
 def _injected_state(lrs, seed=0):

@@ -23,17 +23,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxdl.search import hparams, schedules
-from jaxdl.search.spec import OPTIM_KEYS, SearchSpec
+from jaxdl.search.spec import OPTIM_KEYS, SearchSpec, rung_sizes
 
 
 def take(state, slots):
     """The member-stacked state of the members in `slots` only (every leaf [M, ...] -> [len, ...]).
-    Gathered on the host (a device gather would compile a program per leaf and member
-    count on the rung's critical path); the loop places the result again. Bit-exact."""
+    Gathered on the host and put back with jax.device_put (a device gather, or jnp.asarray
+    of a host array, would compile a program per leaf and member count on the rung's
+    critical path); the loop places the result again. Bit-exact."""
     idx = np.asarray(slots, np.int32)
     if jax.process_count() > 1:          # leaves not all addressable here: gather on device
         return jax.tree.map(lambda x: x[jnp.asarray(idx)], state)
-    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x)[idx]), state)
+    return jax.device_put(jax.tree.map(lambda x: np.asarray(x)[idx], state))
 
 
 def stopped_by(rows: list[dict], upto: int | None = None) -> dict[int, int]:
@@ -54,6 +55,7 @@ class SearchRun:
         self.ctx, self.search, self.epochs, self.seed = ctx, search, epochs, seed
         self.score, self.higher = score, higher
         self.checkpoint_every = ctx.checkpoint_every
+        self.members = members
         self.alive = list(range(members))
         self.keys = tuple(k for k in OPTIM_KEYS if k in search.varied) if search.schedule == "pbt" else ()
         self.hp = None        # pbt: {key: [n] host values} the members train the next epoch with
@@ -105,6 +107,38 @@ class SearchRun:
             n = schedules.kept(n, self.search.keep)
             out.append(n)
         return tuple(out)
+
+    def group_size(self, platform: str) -> int | None:
+        """How many members halving trains at once (population.group), for train_loop's
+        `group`: g (every rung runs ceil(n / g) groups of g through the programs compiled
+        once for g) or None (a rung trains all its members at once: one program per rung
+        count, compiled ahead, SearchRun.counts_ahead). None for PBT and plain populations.
+        auto: on CPU the last rung's member count (at least 2): a CPU's time per
+        member-epoch hardly depends on how many members a program holds (2 to 16 members
+        within 1.2x at the search study's setting; 1 alone 1.9x), so groups cost no
+        throughput and a rung compiles nothing, where a rung's own program would compile on
+        the cores that train; elsewhere (and across processes) None: an accelerator runs
+        more members in one program at about the cost of fewer, and compiles on the host's
+        spare cores."""
+        g = self.search.group
+        if self.search.schedule != "halving" or g == "all":
+            return None
+        if g == "auto":
+            rungs = rung_sizes(self.search, self.members, self.epochs)
+            if platform != "cpu" or jax.process_count() > 1 or not rungs:
+                return None
+            return min(self.members, max(2, rungs[-1][1]))
+        if jax.process_count() > 1:
+            raise ValueError(f"population.group={g}: a run over {jax.process_count()} processes trains every "
+                             f"rung at once; set population.group=auto or population.group=all")
+        return int(g)
+
+    def record(self, platform: str) -> dict:
+        """summary.json's "search": the schedule's settings; halving's with the group it trained in."""
+        out = self.search.summary()
+        if self.search.schedule == "halving":
+            out["group"] = self.group_size(platform) or "all"
+        return out
 
     def schedule(self, epoch: int, state, per_member: dict):
         """The loop's hook after `epoch` (completed epochs): a decision every `every` epochs

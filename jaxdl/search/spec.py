@@ -5,6 +5,7 @@
     population.model.forget_bias={uniform:[0,2]}     drawn: uniform on [0, 2]
     population.samples=8                             8 draws (from the run's seed)
     population.schedule=halving population.every=2 population.keep=0.5
+    population.group=auto                            halving: members trained at once (auto | all | n)
     population.schedule=pbt population.every=2 population.truncate=0.25 population.perturb=[0.8,1.25]
 
 The mapping form is what Hydra's override grammar accepts unquoted; the string form
@@ -25,7 +26,7 @@ from jaxdl.train.population import KEYS, SHAPE_KEYS
 
 DISTRIBUTIONS = ("uniform", "loguniform")
 SCHEDULES = ("none", "halving", "pbt")
-SETTINGS = ("samples", "schedule", "every", "keep", "truncate", "perturb")
+SETTINGS = ("samples", "schedule", "every", "keep", "truncate", "perturb", "group")
 OPTIM_KEYS = tuple(k for k in KEYS if k.startswith("optim."))   # explorable: optimizer state
 DEFAULTS = {"keep": 0.5, "truncate": 0.25, "perturb": (0.8, 1.25)}
 
@@ -55,6 +56,7 @@ class SearchSpec:
     keep: float = DEFAULTS["keep"]
     truncate: float = DEFAULTS["truncate"]
     perturb: list = field(default_factory=lambda: list(DEFAULTS["perturb"]))   # a list: as JSON writes it
+    group: str | int = "auto"                       # halving: members trained at once (SearchRun.group_size)
 
     @property
     def varied(self) -> dict:
@@ -174,7 +176,7 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
     _need(schedule in SCHEDULES, "population.schedule", f"must be one of {SCHEDULES}, got {schedule!r}")
     every = _setting(pop, "every")
     if schedule == "none":
-        for name in ("every", "keep", "truncate", "perturb"):
+        for name in ("every", "keep", "truncate", "perturb", "group"):
             _need(_setting(pop, name) is None, f"population.{name}",
                   "has no effect without a schedule; add population.schedule=halving or population.schedule=pbt")
     else:
@@ -183,11 +185,11 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
         _need(isinstance(every, int) and not isinstance(every, bool) and every >= 1, "population.every",
               f"{schedule} needs the epochs between its decisions: an integer >= 1, e.g. population.every=2; "
               f"got {every!r}")
-    other = {"halving": ("truncate", "perturb"), "pbt": ("keep",)}.get(schedule, ())
+    other = {"halving": ("truncate", "perturb"), "pbt": ("keep", "group")}.get(schedule, ())
     for name in other:
         _need(_setting(pop, name) is None, f"population.{name}",
               f"is not a setting of schedule={schedule}; "
-              f"{'keep belongs to halving' if name == 'keep' else name + ' belongs to pbt'}")
+              f"{name + ' belongs to halving' if name in ('keep', 'group') else name + ' belongs to pbt'}")
 
     keep = _setting(pop, "keep")
     keep = DEFAULTS["keep"] if keep is None else keep
@@ -201,6 +203,10 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
     perturb = DEFAULTS["perturb"] if perturb is None else perturb
     _need(isinstance(perturb, (list, tuple)) and len(perturb) >= 1 and all(_number(f) and f > 0 for f in perturb),
           "population.perturb", f"must be a list of factors > 0, e.g. [0.8,1.25], got {perturb!r}")
+    group = _setting(pop, "group")
+    group = "auto" if group is None else group
+    _need(group in ("auto", "all") or (isinstance(group, int) and not isinstance(group, bool) and group >= 1),
+          "population.group", f"must be auto, all or an integer >= 1 (members trained at once), got {group!r}")
     if schedule == "pbt":
         _need(any(k in OPTIM_KEYS for k in {**grid, **draws}), "population.schedule",
               f"pbt explores optimizer values, and the population varies none; vary one of {list(OPTIM_KEYS)}")
@@ -218,7 +224,7 @@ def parse(pop: dict, kind: str, optim: str, model: str | None = None,
         _need(model == "lstm", "population.model.forget_bias",
               f"only model=lstm has a forget gate (model now: {model})")
     return SearchSpec(grid, draws, samples or 0, schedule, every or 0, float(keep), float(truncate),
-                      [float(f) for f in perturb])
+                      [float(f) for f in perturb], group)
 
 
 def rung_sizes(search: SearchSpec, members: int, epochs: int) -> list[tuple[int, int]]:
@@ -248,6 +254,12 @@ def check_run(search: SearchSpec, replicas: int, epochs: int, eval_every: int, m
     if search.schedule == "pbt":
         _need(math.floor(m * search.truncate) >= 1, "population.truncate",
               f"{search.truncate} of {m} members copies none; raise it to >= {1 / m:.3g} or add members")
+    if search.schedule == "halving" and isinstance(search.group, int):
+        _need(search.group <= m, "population.group",
+              f"is {search.group}, more than the population's {m} members; set population.group <= {m} or auto")
+        _need(search.group % mesh_replica == 0, "population.group",
+              f"is {search.group}, which mesh.replica={mesh_replica} does not divide; set a multiple of "
+              f"{mesh_replica} or population.group=auto")
     if search.schedule == "halving" and mesh_replica > 1:
         for e, n in rung_sizes(search, m, epochs):
             _need(n % mesh_replica == 0, "population.keep",

@@ -263,6 +263,52 @@ def _resized(state, n: int):
                                                        sharding=getattr(x, "sharding", None)), state)
 
 
+class _Groups:
+    """A rung's n members as ceil(n / size) groups of `size` that the same compiled programs
+    train one after another (train_loop's `group`); the last group is filled up with copies
+    of member n - 1, whose results are dropped. size None: one group, the state as it is.
+    Split and joined on the host and put back with jax.device_put (jnp.asarray of a host
+    array compiles a program per shape), as halving's survivors are gathered
+    (jaxdl.search.run.take), so nothing compiles per member count; `place` lays each group
+    out (a mesh)."""
+
+    def __init__(self, n: int, size: int | None, place: Callable = lambda s: s):
+        self.n, self.place = n, place
+        self.size = None if size is None or size == n else size
+        self.count = 1 if self.size is None else -(-n // self.size)
+
+    def split(self, tree, place: bool = True) -> list:
+        """[n, ...] leaves -> `count` trees of [size, ...] leaves."""
+        if self.size is None:
+            return [tree]
+        idx = np.minimum(np.arange(self.count * self.size), self.n - 1).reshape(self.count, self.size)
+        host = jax.tree.map(np.asarray, tree)
+        out = [jax.tree.map(lambda a: a[i], host) for i in idx]
+        return [self.place(jax.device_put(t)) for t in out] if place else out
+
+    def outputs(self, trees):
+        """Per-group outputs (member axis first) -> the n members' (host arrays); one group's as they are."""
+        if self.size is None:
+            return trees[0]
+        return jax.tree.map(lambda *a: np.concatenate([np.asarray(x) for x in a])[:self.n], *trees)
+
+    def join(self, groups):
+        """The groups' state -> the [n, ...] state."""
+        if self.size is None:
+            return groups[0]
+        return self.place(jax.device_put(self.outputs(groups)))
+
+    def run(self, fn, groups: list, *args):
+        """fn(group, *args) -> (group, out) on every group (all dispatched, then read):
+        (the new groups, the n members' out)."""
+        res = [fn(g, *args) for g in groups]
+        return [r[0] for r in res], self.outputs([r[1] for r in res])
+
+    def apply(self, fn, groups: list, *args):
+        """fn(group, *args) -> out on every group: the n members' out."""
+        return self.outputs([fn(g, *args) for g in groups])
+
+
 class _Chunks:
     """The jitted chunk function of one run (one compile: start and count are traced) and
     the chunk size in use: fixed, or measured once (two calls of one update, the second
@@ -276,14 +322,15 @@ class _Chunks:
                      else None if chunking.seconds else total)
         self.fn = _Checked(jit_epoch(vm(trainer.train_chunk, (0, None, None, None))))
 
-    def next(self, state, inputs, pos: int):
-        """(state, out, count) of the chunk that starts at update `pos` of the epoch."""
+    def next(self, groups: _Groups, state: list, inputs, pos: int):
+        """(state, out, count) of the chunk that starts at update `pos` of the epoch, for
+        every group of `groups` (`state`: theirs)."""
         S = self.trainer.updates_per_epoch
         if self.size is None and pos + 2 <= S:
-            state, first = self.fn(state, inputs, np.int32(pos), np.int32(1))     # compiles
+            state, first = groups.run(self.fn, state, inputs, np.int32(pos), np.int32(1))     # compiles
             wait_ready(state)
             t0 = time.perf_counter()
-            state, out = self.fn(state, inputs, np.int32(pos + 1), np.int32(1))
+            state, out = groups.run(self.fn, state, inputs, np.int32(pos + 1), np.int32(1))
             wait_ready(out)
             out = jax.tree.map(lambda a, b: a + b, first, out)   # each is zero outside its own update
             per_update = max(time.perf_counter() - t0, 1e-6)
@@ -294,7 +341,7 @@ class _Chunks:
             self.size = size
             return state, out, 2
         count = min(self.size or S, S - pos)
-        state, out = self.fn(state, inputs, np.int32(pos), np.int32(count))
+        state, out = groups.run(self.fn, state, inputs, np.int32(pos), np.int32(count))
         wait_ready(out)
         return state, out, count
 
@@ -319,7 +366,7 @@ class LoopPlan(NamedTuple):
 
 def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, placement=None,
                schedule: Callable | None = None, progress: Progress | None = None,
-               prune: Callable | None = None, ahead: tuple = ()) -> LoopResult:
+               prune: Callable | None = None, ahead: tuple = (), group: int | None = None) -> LoopResult:
     """Train plan.members copies of a trainer for plan.epochs epochs (LoopPlan).
 
     Member r's init key does not depend on how many members train beside it, so a member
@@ -338,7 +385,11 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     with a checkpoint (LoopResult.pruned_at), before the schedule's decision.
     ahead: member counts the schedule will cut the state to (halving's rungs,
     SearchRun.counts_ahead): their epoch, evaluation and metric programs compile on a
-    background thread while the first rung trains, so a rung starts without compiling."""
+    background thread while the first rung trains, so a rung starts without compiling.
+    group (SearchRun.group_size; None: all members at once): train the members `group` at a
+    time: n members run as ceil(n / group) groups, one after another, through the programs
+    compiled once for `group` members (_Groups), so a rung of any count compiles nothing;
+    `ahead` is then not needed."""
     epochs, seed, members, hparams, replica_of = plan.epochs, plan.seed, plan.members, plan.hparams, plan.replica_of
     eval_every, stop_on_rise, higher_is_better, chunking = (plan.eval_every, plan.stop_on_rise,
                                                              plan.higher_is_better, plan.chunking)
@@ -366,19 +417,32 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
     if chunked:
         chunks = _Chunks(trainer, vm, jit_epoch, chunking)
         finish = _Checked(jax.jit(vm(trainer.epoch_metrics, (0,))), check=False)
-        shapes = jax.eval_shape(chunks.fn.jitted, state, place_inputs(trainer.epoch_inputs(0)),
+        # traced at the shape the epochs run (a group's, when grouped): the trace is reused then
+        m = jax.tree.leaves(state)[0].shape[0] if members is not None else None
+        probe = _resized(state, group) if members is not None and group and group < m else state
+        shapes = jax.eval_shape(chunks.fn.jitted, probe, place_inputs(trainer.epoch_inputs(0)),
                                 np.int32(0), np.int32(1))
-        like = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), shapes[1]["parts"])
+        like = jax.tree.map(lambda a: np.zeros(((m,) if m is not None else ()) + a.shape[bool(m is not None):],
+                                               a.dtype), shapes[1]["parts"])
         state, start, pos, partial, wall = run.resume_chunked(state, like)
     else:
         run_epoch = _Checked(jit_epoch(vm(trainer.train_epoch, (0, None))))
+        # traced here, as the chunked path's is for `like`, at the shape the epochs run: the
+        # first epoch's time (wall_time_s) is then its compilation and training in both
+        m = jax.tree.leaves(state)[0].shape[0] if members is not None else None
+        jax.eval_shape(run_epoch.jitted, _resized(state, group) if members is not None and group and group < m
+                       else state, place_inputs(trainer.epoch_inputs(0)))
         state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)
     member_axis = members is not None and members > 1          # rows per member, as many as there are now
     n_members = jax.tree.leaves(state)[0].shape[0] if members is not None else 1
     pool = None
-    ahead = tuple(n for n in ahead if members is not None and n < n_members)
+    group = group if members is not None else None
+    ahead = tuple(n for n in ahead if members is not None and n < n_members and group is None)
+    place = placement.state if placement is not None else (lambda s: s)
+    groups = _Groups(n_members, group, place)
+    state_g = groups.split(state)            # the state as groups; `state` is it joined
 
     def compile_ahead(state, inputs) -> None:
         """Queue the programs of the member counts in `ahead` on a background thread (after
@@ -412,14 +476,14 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
         return jax.tree.map(lambda x: np.asarray(x)[(slice(None),) * step_axis + (slice(a, b),)], tree)
 
     def chunked_epoch(state, epoch, pos, partial):
-        """The epoch from update `pos` on, chunk by chunk: (state, out) as train_epoch's;
-        stops mid-epoch with a checkpoint when asked (Preempted)."""
+        """The epoch from update `pos` on, chunk by chunk, of the groups' `state`: (state,
+        out) as train_epoch's; stops mid-epoch with a checkpoint when asked (Preempted)."""
         nonlocal last_save
         inputs = place_inputs(trainer.epoch_inputs(epoch))
         done = [cut(partial, 0, pos)] if pos else []
         t_start = time.perf_counter()
         while pos < S:
-            state, out, n = chunks.next(state, inputs, pos)
+            state, out, n = chunks.next(groups, state, inputs, pos)
             bad = _first_bad(cut(out["losses"], pos, pos + n))
             if bad is not None:
                 raise TrainingDiverged(epoch + 1, epoch * S + pos + bad + 1, run.last_checkpoint())
@@ -437,21 +501,21 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
                     padded = jax.tree.map(lambda a: np.concatenate(
                         [a, np.zeros(a.shape[:step_axis] + (S - pos,) + a.shape[step_axis + 1:], a.dtype)],
                         axis=step_axis), so_far)
-                    run.save_mid(epoch, pos, state, padded, wall + time.perf_counter() - t_start)
+                    run.save_mid(epoch, pos, groups.join(state), padded, wall + time.perf_counter() - t_start)
                     last_save = time.monotonic()
                 if signal_name:
                     raise Preempted(epoch + 1, signal_name, update=(pos, S))
         parts = jax.tree.map(lambda *a: np.concatenate(a, axis=step_axis), *done)
-        return state, {"losses": np.zeros((1,)), "metrics": finish(parts)}
+        return state, {"losses": np.zeros((1,)), "metrics": groups.apply(finish, groups.split(parts, place=False))}
 
     try:
         for epoch in range(start, epochs):
             t0 = time.perf_counter()
             if chunked:
-                new_state, out = chunked_epoch(state, epoch, pos, partial)
+                new_state, out = chunked_epoch(state_g, epoch, pos, partial)
                 pos, partial = 0, None
             else:
-                new_state, out = run_epoch(state, place_inputs(trainer.epoch_inputs(epoch)))
+                new_state, out = groups.run(run_epoch, state_g, place_inputs(trainer.epoch_inputs(epoch)))
                 wait_ready(out)
                 bad = _first_bad(np.asarray(out["losses"]))     # waits for the epoch to finish
                 if bad is not None:
@@ -459,8 +523,9 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
             jax.block_until_ready(out["metrics"])
             dt = time.perf_counter() - t0
             if ahead and pool is None:
-                compile_ahead(new_state, place_inputs(trainer.epoch_inputs(epoch)))
-            state = new_state
+                compile_ahead(new_state[0], place_inputs(trainer.epoch_inputs(epoch)))
+            state_g = new_state
+            state = groups.join(state_g)
             wall += dt
             if epoch > untimed:                           # the first epoch after (re)start compiles
                 timed_epochs += 1
@@ -473,7 +538,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
             evaluated = (epoch + 1) % eval_every == 0 or epoch + 1 == epochs
             if evaluated:
                 for split, data in splits.items():
-                    vals, per = _means(evaluate(state, data), split)
+                    vals, per = _means(groups.apply(evaluate, state_g, data), split)
                     row.update(vals)
                     per_member.update(per)
             member_rows = []
@@ -501,11 +566,14 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
                 progress.write(f"[jaxdl] pruned by the study after epoch {epoch + 1}")
                 pruned_at = epoch + 1
             elif schedule is not None:
-                state, per_member = schedule(epoch + 1, state, per_member)
-                if jax.tree.leaves(state)[0].shape[0] != n_members:
-                    n_members, untimed = jax.tree.leaves(state)[0].shape[0], epoch + 1
-                if placement is not None:
-                    state = placement.state(state)
+                new_state, per_member = schedule(epoch + 1, state, per_member)
+                if new_state is not state:
+                    n = jax.tree.leaves(new_state)[0].shape[0]
+                    if n != n_members and group is None:      # a new program: its first epoch compiles
+                        untimed = epoch + 1
+                    n_members, state = n, place(new_state)
+                    groups = _Groups(n_members, group, place)
+                    state_g = groups.split(state)
             signal_name = run.stop_requested()
             if (epoch + 1) % run.checkpoint_every == 0 or epoch + 1 == epochs or rose or pruned or signal_name:
                 run.save_checkpoint(epoch + 1, state, wall_time_s=wall)
