@@ -328,10 +328,9 @@ AdamW with cosine decay, the best of a learning-rate grid 0.001-0.032, 3 seeds (
 trained by BPTT, their online rule (`online_full`), 1-step truncation (`online_1truncated`) and
 spatial backprop only (`online_spatial`); GRU networks (1 layer of 134 units; 4 layers of 91)
 by BPTT, 1-step truncation, spatial and SnAp-1 (`online_snap1`); a 4-layer linear RNN. Their
-figures are not reproduced here: the paper's table was not readable from this machine (only
-its code and settings were), so this study's table stands beside their settings, not their
-numbers, and the comparison of *orderings* (their finding: their rule close to BPTT on the LRU,
-1-step truncation and spatial-only far behind; SnAp-1 helping the GRU little) is the check."""
+figures are not reproduced here: the paper's table could not be read from this machine (only
+its code and settings could), so this study's rows stand beside their settings, not their
+numbers; README.md sets them beside the paper's stated claim."""
 
 
 def tables(res: dict, sz: dict) -> str:
