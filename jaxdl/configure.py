@@ -230,6 +230,7 @@ def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search) -> dic
     """-> {"replica", "data", "members", "streams"}; the checks that need no devices
     (jaxdl.run.mesh.check_mesh). The entry point resolves -1 once the devices are known."""
     from jaxdl.run.mesh import MeshError, check_mesh
+    from jaxdl.tasks import tasks
     members = search.count(replicas)
     streams = None
     if kind == "stream":
@@ -237,7 +238,8 @@ def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search) -> dic
         streams = getattr(task, key) if key else None
     out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams}
     try:
-        check_mesh(out["replica"], out["data"], members, streams)
+        check_mesh(out["replica"], out["data"], members, streams,
+                   tuple(sorted(n for n, t in tasks().items() if t.kind == "stream")))
     except MeshError as err:
         raise ConfigError(str(err)) from None
     return out

@@ -101,21 +101,22 @@ def same_on_all_processes(text: str, what: str, fix: str) -> None:
 
 # --------------------------------------------------------------------------- the mesh
 
-def check_mesh(replica: int, data: int, members: int | None = None, streams: int | None = None) -> None:
+def check_mesh(replica: int, data: int, members: int | None = None, streams: int | None = None,
+               stream_tasks: tuple[str, ...] = ()) -> None:
     """The checks that need no devices (jaxdl.config runs them before any compute): -1 or
     >= 1, at most one -1, `members` (train.replicas x population) divisible by mesh.replica,
     `streams` (the B of a TBPTT batch; None: the trainer does not split its batches, so
-    mesh.data must be 1) divisible by mesh.data. Raises MeshError naming the key."""
+    mesh.data must be 1) divisible by mesh.data. `stream_tasks`: the task names a refusal of
+    mesh.data offers (the caller reads them from the task registry). Raises MeshError naming the key."""
     for key, v in (("mesh.replica", replica), ("mesh.data", data)):
         if not isinstance(v, int) or isinstance(v, bool) or v == 0 or v < -1:
             raise MeshError(f"{key}: must be an integer >= 1, or -1 for the devices left; got {v!r}")
     if replica == -1 and data == -1:
         raise MeshError("mesh.replica and mesh.data: at most one of them may be -1 (the devices left)")
     if streams is None and data != 1:
-        from jaxdl.tasks.registry import tasks
-        stream = ", ".join(t.name for t in tasks().values() if t.kind == "stream")
         raise MeshError(f"mesh.data={data}: this task's trainer does not split its batches along a data axis "
-                        f"(only the stream tasks do: {stream}); use mesh.data=1, and mesh.replica for its members")
+                        f"(only the stream tasks do: {', '.join(stream_tasks)}); use mesh.data=1, and "
+                        f"mesh.replica for its members")
     if members is not None and replica > 0 and members % replica:
         raise MeshError(f"mesh.replica={replica}: the {members} members (train.replicas x population) do not split "
                         f"evenly over {replica} devices; use a divisor of {members}")
