@@ -43,14 +43,15 @@ def pin_first_core() -> None:
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
 
 
-def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path, one_core: bool = False) -> dict:
+def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path, one_core: bool = False,
+              data: int = 1) -> dict:
     """`python -m jaxdl.main` with the recipe's settings -> seconds per timed epoch, compile, accuracy."""
     s = SIZES[order]
     T = 28 if order == "row" else 784
     overrides = ["task=smnist", f"task.order={order}", f"task.batch={s['batch']}", f"task.limit={limit}",
                  f"model.hidden={s['hidden']}", "optim=adam", f"optim.lr={s['lr']}", f"optim.clip={s['clip']}",
                  f"tbptt.k1={T}", f"tbptt.k2={T}", f"train.epochs={epochs}", f"seed={seed}", "train.chunk_s=null",
-                 "train.checkpoint_every=1000", "train.progress=false", "logger.mode=disabled",
+                 f"mesh.data={data}", "train.checkpoint_every=1000", "train.progress=false", "logger.mode=disabled",
                  f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     p = subprocess.run([sys.executable, "-m", "jaxdl.main", *overrides], cwd=ROOT,
@@ -133,6 +134,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="PyTorch's intra-op threads (torch.set_num_threads)")
     ap.add_argument("--one-core", action="store_true",
                     help="both peers on one thread, pinned to the same core (XLA's flags, torch.set_num_threads(1))")
+    ap.add_argument("--data", type=int, default=1,
+                    help="jaxdl's mesh.data: the batch split over that many devices (-1: one per core)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -142,7 +145,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             rows["jaxdl"].append(jaxdl_run(args.order, args.epochs, args.limit, args.seed, Path(tmp) / f"j{r}",
-                                           args.one_core))
+                                           args.one_core, args.data))
             print(f"round {r + 1}: jaxdl   {rows['jaxdl'][-1]} (load {os.getloadavg()[0]:.1f})", flush=True)
             rows["pytorch"].append(torch_run(args.order, args.epochs, args.limit, args.seed, args.threads,
                                             args.one_core))
@@ -150,7 +153,7 @@ def main() -> None:
     med = {k: statistics.median(x["epoch_s"] for x in v) for k, v in rows.items()}
     acc = {k: statistics.median(x["test_accuracy"] for x in v) for k, v in rows.items()}
     s = SIZES[args.order]
-    threads = "one core each" if args.one_core else f"torch threads {args.threads}"
+    threads = "one core each" if args.one_core else f"torch threads {args.threads}, jaxdl mesh.data={args.data}"
     print(f"\nsmnist order={args.order}, hidden {s['hidden']}, batch {s['batch']}, Adam {s['lr']}, clip {s['clip']}, "
           f"full BPTT; {threads}; {args.epochs} epochs per run, {args.rounds} rounds interleaved, "
           f"limit {args.limit or 'none'}; "
