@@ -36,3 +36,47 @@ def metrics_rows(run_dir, member=None) -> list[dict]:
     """The rows of run_dir/metrics.jsonl; member=i: that member's rows only."""
     rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return rows if member is None else [r for r in rows if r.get("member") == member]
+
+
+def preempt_mid_epoch(tmp_path, overrides, name, epoch, updates, after=300):
+    """Run `overrides` in tmp_path/name and send this process a real SIGTERM (from a thread,
+    once the run has installed its own handler and written a mid-epoch checkpoint past update
+    `after`); asserts the run stops with Preempted inside `epoch` of `updates` updates."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import pytest
+
+    from jaxdl.train.errors import Preempted
+    mid = tmp_path / name / "checkpoints" / "mid"
+    ours = signal.getsignal(signal.SIGTERM)
+
+    def watch():
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            steps = [int(x.name) for x in mid.iterdir() if x.name.isdigit()] if mid.is_dir() else []
+            if any(s > after for s in steps) and signal.getsignal(signal.SIGTERM) is not ours:
+                os.kill(os.getpid(), signal.SIGTERM)       # the run's StopFlag handles it, in the main thread
+                return
+            time.sleep(0.01)
+    t = threading.Thread(target=watch)
+    t.start()
+    with pytest.raises(Preempted, match=rf"stopped in epoch {epoch} after update \d+ of {updates}"):
+        run_inprocess(tmp_path, overrides, name)
+    t.join()
+
+
+def assert_same_checkpoint(tmp_path, a, b, step):
+    """Every leaf of orbax checkpoint `step` equal in run dirs tmp_path/a and tmp_path/b."""
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    def leaves(d):
+        with ocp.CheckpointManager(tmp_path / d / "checkpoints") as m:
+            return m.restore(step, args=ocp.args.StandardRestore())
+    x, y = leaves(a), leaves(b)
+    assert set(x) == set(y)
+    for k in x:
+        np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))

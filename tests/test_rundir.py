@@ -10,14 +10,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, TINY_ECHO, run_inprocess
+from tests.helpers import ROOT, TINY_ECHO, assert_same_checkpoint, preempt_mid_epoch, run_inprocess
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "JAX_PLATFORMS": "cpu"}
 QUIET = ["logger.mode=disabled", "train.progress=false"]
@@ -267,37 +266,14 @@ def test_a_stop_in_mid_epoch_resumes_bit_identical(tmp_path):
     """One-update chunks and a checkpoint every 0.2 s; a real SIGTERM (sent to this process
     once a mid-epoch checkpoint of epoch 2 exists) stops the run inside epoch 2; the
     relaunch resumes at that update and ends exactly where an uninterrupted run ends."""
-    import orbax.checkpoint as ocp
-    from jaxdl.train.errors import Preempted
     base = QUIET + ["task.length=1500", "task.streams=2", "task.test_length=100", "task.val_length=0",
                     "model.hidden=8", "tbptt.k1=5", "tbptt.k2=10", "train.epochs=3", "train.replicas=2",
                     "train.chunk_s=1e-9", "train.checkpoint_every_s=0.2", "train.checkpoint_every=100"]
     run_inprocess(tmp_path, base, "ref")
-    mid = tmp_path / "r" / "checkpoints" / "mid"
-    ours = signal.getsignal(signal.SIGTERM)
-
-    def watch():
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            steps = [int(x.name) for x in mid.iterdir() if x.name.isdigit()] if mid.is_dir() else []
-            if any(s > 300 for s in steps) and signal.getsignal(signal.SIGTERM) is not ours:
-                os.kill(os.getpid(), signal.SIGTERM)       # our StopFlag handles it, in the main thread
-                return
-            time.sleep(0.01)
-    t = threading.Thread(target=watch)
-    t.start()
-    with pytest.raises(Preempted, match=r"stopped in epoch 2 after update \d+ of 300"):
-        run_inprocess(tmp_path, base, "r")
-    t.join()
+    preempt_mid_epoch(tmp_path, base, "r", epoch=2, updates=300)
     assert _epochs(tmp_path / "r") == [1]
     run_inprocess(tmp_path, base, "r")
-
-    def leaves(d):
-        with ocp.CheckpointManager(tmp_path / d / "checkpoints") as m:
-            return m.restore(3, args=ocp.args.StandardRestore())
-    a, b = leaves("ref"), leaves("r")
-    for k in a:
-        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+    assert_same_checkpoint(tmp_path, "ref", "r", 3)
     assert _rows(tmp_path / "ref") == _rows(tmp_path / "r")
 
 

@@ -5,11 +5,8 @@ stop mid-epoch), bad inputs refused before compute; and the task registry they l
 import inspect
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +15,8 @@ import pytest
 
 from jaxdl.configure import ConfigError, parse
 from jaxdl.tasks import copytask, smnist
-from tests.helpers import QUIET, ROOT, TINY_COPY, compose_cfg, run_inprocess
+from tests.helpers import (QUIET, ROOT, TINY_COPY, assert_same_checkpoint, compose_cfg, preempt_mid_epoch,
+                           run_inprocess)
 
 
 def _rows(d):
@@ -114,37 +112,14 @@ def test_a_stop_in_mid_epoch_of_copy_resumes_bit_identical(tmp_path):
     """Independent, reshuffled sequences: a SIGTERM inside epoch 2 and the relaunch end
     exactly where an uninterrupted run ends (orbax checkpoints and metrics). Slow (600
     one-update chunks, twice); CI runs the same mechanism on echo in tests/test_rundir.py."""
-    import orbax.checkpoint as ocp
-    from jaxdl.train.errors import Preempted
     base = ["task=copy", "task.pattern=2", "task.bits=2", "task.delay=1", "task.train_size=600",
             "task.val_size=0", "task.test_size=20", "task.batch=2", "tbptt.k1=6", "tbptt.k2=6", "model.hidden=4",
             "train.epochs=2", "train.chunk_s=1e-9", "train.checkpoint_every_s=0.2",
             "train.checkpoint_every=100"] + QUIET
     run_inprocess(tmp_path, base, "ref")
-    mid = tmp_path / "r" / "checkpoints" / "mid"
-    ours = signal.getsignal(signal.SIGTERM)
-
-    def watch():
-        deadline = time.time() + 300
-        while time.time() < deadline:
-            steps = [int(x.name) for x in mid.iterdir() if x.name.isdigit()] if mid.is_dir() else []
-            if any(s > 300 for s in steps) and signal.getsignal(signal.SIGTERM) is not ours:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            time.sleep(0.01)
-    t = threading.Thread(target=watch)
-    t.start()
-    with pytest.raises(Preempted, match=r"stopped in epoch 2 after update \d+ of 300"):
-        run_inprocess(tmp_path, base, "r")
-    t.join()
+    preempt_mid_epoch(tmp_path, base, "r", epoch=2, updates=300)
     run_inprocess(tmp_path, base, "r")
-
-    def leaves(d):
-        with ocp.CheckpointManager(tmp_path / d / "checkpoints") as m:
-            return m.restore(2, args=ocp.args.StandardRestore())
-    a, b = leaves("ref"), leaves("r")
-    for k in a:
-        np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
+    assert_same_checkpoint(tmp_path, "ref", "r", 2)
     assert _rows(tmp_path / "ref") == _rows(tmp_path / "r")
 
 
