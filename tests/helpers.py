@@ -80,3 +80,22 @@ def assert_same_checkpoint(tmp_path, a, b, step):
     assert set(x) == set(y)
     for k in x:
         np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
+
+
+def online_gradient(name, params, data, carry0, key=0):
+    """Run estimator `name` (xent) over a stream data = (xs [T, B, D], ys, w, mask) from carry0,
+    parameters held fixed -> (the sum over steps of its per-step gradients, its final state)."""
+    import jax
+
+    from jaxdl.estimators import get_estimator
+    from jaxdl.objectives import get_objective
+    xs, ys, w, mask = data
+    est = get_estimator(name, get_objective("xent"))
+
+    def body(c, inp):
+        carry, st = c
+        carry, st, g, _ = est.step(params, carry, st, *inp)
+        return (carry, st), g
+    (_, st), gs = jax.lax.scan(body, (carry0, est.init(params, xs.shape[1], jax.random.PRNGKey(key))),
+                               (xs, ys, w, mask))
+    return jax.tree.map(lambda a: a.sum(0), gs), st

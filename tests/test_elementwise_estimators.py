@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxdl.estimators import get_estimator, rtrl_memory_bytes
+from jaxdl.estimators import rtrl_memory_bytes
 from jaxdl.estimators.elementwise import elementwise_memory_bytes
 from jaxdl.models.cell import cell_of
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
+from tests.helpers import online_gradient
 
 XENT = get_objective("xent")
 T, B, D, H, O = 6, 2, 3, 4, 3
@@ -43,15 +44,7 @@ def _bptt_loss(params, data, carry0, form="sequential"):
 
 def _online(name, params, data, carry0):
     """(sum over the stream of the per-step gradients, the final estimator state), params fixed."""
-    xs, ys, w, mask = data
-    est = get_estimator(name, XENT)
-
-    def body(c, inp):
-        carry, st = c
-        carry, st, g, _ = est.step(params, carry, st, *inp)
-        return (carry, st), g
-    (_, st), gs = jax.lax.scan(body, (carry0, est.init(params, B, jax.random.PRNGKey(0))), (xs, ys, w, mask))
-    return jax.tree.map(lambda a: a.sum(0), gs), st
+    return online_gradient(name, params, data, carry0)
 
 
 CASES = [("lru", None)] + [pytest.param(c, b, marks=pytest.mark.slow)      # the CI time budget

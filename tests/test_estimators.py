@@ -21,6 +21,7 @@ from jaxdl.gradcheck import numerical_gradient
 from jaxdl.models.cell import cells
 from jaxdl.models.rnn import rnn_apply, rnn_init
 from jaxdl.objectives import get_objective
+from tests.helpers import online_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 XENT = get_objective("xent")
@@ -69,15 +70,7 @@ def _bptt_loss(params, data, carry0):
 
 def _online_grad(name, params, data, carry0, key=0):
     """Sum over the stream of the estimator's per-step gradients, parameters held fixed."""
-    xs, ys, w, mask = data
-    est = get_estimator(name, XENT)
-
-    def body(c, inp):
-        carry, st = c
-        carry, st, g, _ = est.step(params, carry, st, *inp)
-        return (carry, st), g
-    _, gs = jax.lax.scan(body, (carry0, est.init(params, B, jax.random.PRNGKey(key))), (xs, ys, w, mask))
-    return jax.tree.map(lambda a: a.sum(0), gs)
+    return online_gradient(name, params, data, carry0, key)[0]
 
 
 def _maxdiff(a, b):
