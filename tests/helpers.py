@@ -99,3 +99,13 @@ def online_gradient(name, params, data, carry0, key=0):
     (_, st), gs = jax.lax.scan(body, (carry0, est.init(params, xs.shape[1], jax.random.PRNGKey(key))),
                                (xs, ys, w, mask))
     return jax.tree.map(lambda a: a.sum(0), gs), st
+
+
+def load_script(relpath: str):
+    """An experiments/ script (not a package module) imported by its path under the repo root."""
+    import importlib.util
+    path = ROOT / relpath
+    spec = importlib.util.spec_from_file_location(path.stem + "_" + path.parent.name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

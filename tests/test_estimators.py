@@ -2,7 +2,6 @@
 (jaxdl.train.online_trainer): exactness against full BPTT and finite differences in float64,
 SnAp-1's exact case, UORO's unbiasedness (a check biased estimators fail), learning through
 the real loop, populations, resume, refusals, the Marschall add task and the study's smoke run."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from jaxdl.gradcheck import numerical_gradient
 from jaxdl.models.cell import cells
 from jaxdl.models.rnn import rnn_apply, rnn_init
 from jaxdl.objectives import get_objective
-from tests.helpers import online_gradient
+from tests.helpers import load_script, online_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 XENT = get_objective("xent")
@@ -589,9 +588,7 @@ def test_study_smoke(tmp_path):
                        capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     res = json.loads((tmp_path / "results.json").read_text())
-    spec = importlib.util.spec_from_file_location("estimators_study", script)
-    st = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(st)
+    st = load_script("experiments/estimators/study.py")
     sz = st.SMOKE
     cells_ = {(c["lag"], c["method"]) for c in res["learnability"]["cells"]}
     assert cells_ == {(L, m) for L in sz["learn"]["lags"] for m in st.methods(L, sz)}

@@ -1,24 +1,18 @@
 """The online-learning study (experiments/online/study.py): its gradient probes against the
 exact gradient where they must equal it, and its smoke run (tiny sizes, the echo part) through
 training, cost and the tables. The full study is marked slow."""
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "experiments" / "online" / "study.py"
+from tests.helpers import load_script
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location("online_study", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/online/study.py")
 
 
 def _echo(lag=3):

@@ -3,7 +3,6 @@ against numbers computed here from the files, selection against a case where val
 disagree, and the whole path on a real multirun with a population."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -19,8 +18,8 @@ from scipy import stats as scipy_stats
 from jaxdl.report import build, make_report
 from jaxdl.report.__main__ import main as report_main
 from jaxdl.report.stats import curve_band, describe
+from tests.helpers import ROOT, load_script
 
-ROOT = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -275,9 +274,7 @@ def test_sweep_report_and_mnist_report_use_it(tmp_path, grid_sweep):
         s["sizes"] = [784, h, 10]
         (d / "summary.json").write_text(json.dumps(s))
     out = tmp_path / "mnist_out"
-    spec = importlib.util.spec_from_file_location("mnist_report", ROOT / "experiments" / "mnist" / "report.py")
-    mnist_report = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mnist_report)
+    mnist_report = load_script("experiments/mnist/report.py")
     mnist_report.main(["--runs", str(runs), "--out", str(out)])
     res = (out / "RESULTS.md").read_text()
     assert "| **1.84%** | 1.74% | 2 | 1.50 |" in res and "| **1.56%** |" in res and "not run" in res

@@ -15,7 +15,7 @@ import pytest
 
 from jaxdl.configure import ConfigError, parse
 from jaxdl.search import draw, hparams, schedules
-from tests.helpers import ROOT, TINY_ECHO, compose_cfg, run_inprocess
+from tests.helpers import ROOT, TINY_ECHO, compose_cfg, load_script, run_inprocess
 
 QUIET = ["logger.mode=disabled", "train.progress=false"]
 DRAWN = ["population.optim.lr={loguniform:[0.001,0.1]}", "population.samples=4"]
@@ -300,10 +300,7 @@ def test_a_killed_search_run_resumes_bit_identical(tmp_path, schedule):
 
 def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_run_dirs(tmp_path):
     """experiments/search/study.py --smoke: every method at tiny sizes, one seed."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("search_study", ROOT / "experiments" / "search" / "study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script("experiments/search/study.py")
     res = study.main(["--smoke", "--out", str(tmp_path)])
     for name in ("grid", "random", "halving", "pbt", "full16"):
         s = json.loads((tmp_path / "runs" / name / "seed0" / "summary.json").read_text())
@@ -318,10 +315,7 @@ def test_the_search_study_smoke_runs_every_method_and_its_numbers_come_from_the_
 def test_the_search_study_halving_picks_what_the_full_population_picks(tmp_path):
     """The full study (about 25 min on 2 loaded cores): per seed, halving's selection is the
     full 16-member population's, at under half its member-epochs."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("search_study", ROOT / "experiments" / "search" / "study.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script("experiments/search/study.py")
     res = study.main(["--out", str(tmp_path)])
     for h, f in zip(res["halving"]["runs"], res["full16"]["runs"]):
         assert h["val"] == pytest.approx(f["val"], abs=1e-3) and h["member_epochs"] < f["member_epochs"] / 2

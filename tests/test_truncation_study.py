@@ -2,25 +2,21 @@
 whole pipeline (Hydra multiruns -> run dirs -> tables, figures, results.json) at tiny
 sizes, and every number it writes is checked against the run directories it read.
 The full study is marked slow and checks the findings themselves."""
-import importlib.util
 import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, load_script
+
 SCRIPT = ROOT / "experiments" / "truncation" / "study.py"
 
 
 def _study():
-    spec = importlib.util.spec_from_file_location("truncation_study", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("experiments/truncation/study.py")
 
 
 def _run(args, shared_data, timeout):
