@@ -414,12 +414,14 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
         place_inputs = lambda x: placement.inputs(x, trainer.data_axes)
 
     pos, partial = 0, None
+    # the programs are traced here, at the shape the epochs run (a group's, when grouped): the
+    # trace is reused then, and the first epoch's time (wall_time_s) is its compilation and
+    # training on both paths
+    m = jax.tree.leaves(state)[0].shape[0] if members is not None else None
+    probe = _resized(state, group) if members is not None and group and group < m else state
     if chunked:
         chunks = _Chunks(trainer, vm, jit_epoch, chunking)
         finish = _Checked(jax.jit(vm(trainer.epoch_metrics, (0,))), check=False)
-        # traced at the shape the epochs run (a group's, when grouped): the trace is reused then
-        m = jax.tree.leaves(state)[0].shape[0] if members is not None else None
-        probe = _resized(state, group) if members is not None and group and group < m else state
         shapes = jax.eval_shape(chunks.fn.jitted, probe, place_inputs(trainer.epoch_inputs(0)),
                                 np.int32(0), np.int32(1))
         like = jax.tree.map(lambda a: np.zeros(((m,) if m is not None else ()) + a.shape[bool(m is not None):],
@@ -427,11 +429,7 @@ def train_loop(trainer: Trainer, run: Recorder, plan: LoopPlan, state=None, plac
         state, start, pos, partial, wall = run.resume_chunked(state, like)
     else:
         run_epoch = _Checked(jit_epoch(vm(trainer.train_epoch, (0, None))))
-        # traced here, as the chunked path's is for `like`, at the shape the epochs run: the
-        # first epoch's time (wall_time_s) is then its compilation and training in both
-        m = jax.tree.leaves(state)[0].shape[0] if members is not None else None
-        jax.eval_shape(run_epoch.jitted, _resized(state, group) if members is not None and group and group < m
-                       else state, place_inputs(trainer.epoch_inputs(0)))
+        jax.eval_shape(run_epoch.jitted, probe, place_inputs(trainer.epoch_inputs(0)))
         state, start, wall = run.resume(state)
     if placement is not None:
         state = placement.state(state)
