@@ -14,7 +14,9 @@ test = the 10,000 or `limit`), the same size, Adam at the same rate, global-norm
 the same value, a batch of B sequences reshuffled every epoch, a readout of the last step's
 h and softmax cross-entropy; PyTorch on --threads threads (2: the cores; XLA's CPU client
 uses the cores). Initialisation is each library's own (PyTorch: U(-1/sqrt(H), 1/sqrt(H)), forget
-bias 0; jaxdl: docs/cells.md, forget bias 1).
+bias 0; jaxdl: docs/cells.md, forget bias 1). `--dtype bfloat16` runs both with bf16 products
+and float32 weights, state and optimizer: jaxdl `model.dtype=bfloat16`, PyTorch the forward
+under `torch.autocast("cpu", torch.bfloat16)` (like against like; never one side alone).
 """
 from __future__ import annotations
 
@@ -44,14 +46,15 @@ def pin_first_core() -> None:
 
 
 def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path, one_core: bool = False,
-              data: int = 1) -> dict:
+              data: int = 1, dtype: str = "float32") -> dict:
     """`python -m jaxdl.main` with the recipe's settings -> seconds per timed epoch, compile, accuracy."""
     s = SIZES[order]
     T = 28 if order == "row" else 784
     overrides = ["task=smnist", f"task.order={order}", f"task.batch={s['batch']}", f"task.limit={limit}",
                  f"model.hidden={s['hidden']}", "optim=adam", f"optim.lr={s['lr']}", f"optim.clip={s['clip']}",
                  f"tbptt.k1={T}", f"tbptt.k2={T}", f"train.epochs={epochs}", f"seed={seed}", "train.chunk_s=null",
-                 f"mesh.data={data}", "train.checkpoint_every=1000", "train.progress=false", "logger.mode=disabled",
+                 f"mesh.data={data}", f"model.dtype={dtype}", "train.checkpoint_every=1000", "train.progress=false",
+                 "logger.mode=disabled",
                  f"hydra.run.dir={run_dir}"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     p = subprocess.run([sys.executable, "-m", "jaxdl.main", *overrides], cwd=ROOT,
@@ -65,8 +68,11 @@ def jaxdl_run(order: str, epochs: int, limit: int, seed: int, run_dir: Path, one
             "test_accuracy": summ["final"]["test/accuracy"], "updates_per_epoch": summ["updates_per_epoch"]}
 
 
-def torch_worker(order: str, epochs: int, limit: int, seed: int, threads: int) -> dict:
-    """The PyTorch peer, in this (fresh) process."""
+def torch_worker(order: str, epochs: int, limit: int, seed: int, threads: int, dtype: str = "float32") -> dict:
+    """The PyTorch peer, in this (fresh) process; dtype=bfloat16: the forward under
+    torch.autocast("cpu", bfloat16) (bf16 products, float32 weights and optimizer)."""
+    import contextlib
+
     import numpy as np
     import torch
     from torch import nn
@@ -97,26 +103,30 @@ def torch_worker(order: str, epochs: int, limit: int, seed: int, threads: int) -
     opt = torch.optim.Adam(net.parameters(), lr=s["lr"])
     gen = torch.Generator().manual_seed(seed)
     times = []
+    cast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == "bfloat16" else contextlib.nullcontext
     for _ in range(epochs):
         t0 = time.perf_counter()
         net.train()
         for idx in torch.randperm(len(x_tr), generator=gen).split(s["batch"]):
             opt.zero_grad()
-            loss = nn.functional.cross_entropy(net(x_tr[idx]), y_tr[idx])
+            with cast():
+                loss = nn.functional.cross_entropy(net(x_tr[idx]).float(), y_tr[idx])
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), s["clip"])
             opt.step()
         times.append(time.perf_counter() - t0)
     net.eval()
-    with torch.no_grad():
+    with torch.no_grad(), cast():
         correct = sum(int((net(x_te[i:i + 500]).argmax(-1) == y_te[i:i + 500]).sum()) for i in range(0, m, 500))
     timed = times[1:] or times
     return {"epoch_s": float(np.mean(timed)), "first_epoch_s": times[0], "test_accuracy": correct / m,
             "updates_per_epoch": -(-len(x_tr) // s["batch"])}
 
 
-def torch_run(order: str, epochs: int, limit: int, seed: int, threads: int, one_core: bool = False) -> dict:
+def torch_run(order: str, epochs: int, limit: int, seed: int, threads: int, one_core: bool = False,
+              dtype: str = "float32") -> dict:
     p = subprocess.run([sys.executable, __file__, "--worker", "--order", order, "--epochs", str(epochs),
+                        "--dtype", dtype,
                         "--limit", str(limit), "--seed", str(seed), "--threads", str(1 if one_core else threads)],
                        cwd=ROOT, preexec_fn=pin_first_core if one_core else None, capture_output=True, text=True)
     if p.returncode != 0:
@@ -136,26 +146,29 @@ def main() -> None:
                     help="both peers on one thread, pinned to the same core (XLA's flags, torch.set_num_threads(1))")
     ap.add_argument("--data", type=int, default=1,
                     help="jaxdl's mesh.data: the batch split over that many devices (-1: one per core)")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                    help="the products' inputs on both sides: jaxdl model.dtype, PyTorch torch.autocast")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(torch_worker(args.order, args.epochs, args.limit, args.seed, args.threads)))
+        print(json.dumps(torch_worker(args.order, args.epochs, args.limit, args.seed, args.threads, args.dtype)))
         return
     rows = {"jaxdl": [], "pytorch": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             rows["jaxdl"].append(jaxdl_run(args.order, args.epochs, args.limit, args.seed, Path(tmp) / f"j{r}",
-                                           args.one_core, args.data))
+                                           args.one_core, args.data, args.dtype))
             print(f"round {r + 1}: jaxdl   {rows['jaxdl'][-1]} (load {os.getloadavg()[0]:.1f})", flush=True)
             rows["pytorch"].append(torch_run(args.order, args.epochs, args.limit, args.seed, args.threads,
-                                            args.one_core))
+                                            args.one_core, args.dtype))
             print(f"round {r + 1}: pytorch {rows['pytorch'][-1]} (load {os.getloadavg()[0]:.1f})", flush=True)
     med = {k: statistics.median(x["epoch_s"] for x in v) for k, v in rows.items()}
     acc = {k: statistics.median(x["test_accuracy"] for x in v) for k, v in rows.items()}
     s = SIZES[args.order]
     threads = "one core each" if args.one_core else f"torch threads {args.threads}, jaxdl mesh.data={args.data}"
     print(f"\nsmnist order={args.order}, hidden {s['hidden']}, batch {s['batch']}, Adam {s['lr']}, clip {s['clip']}, "
-          f"full BPTT; {threads}; {args.epochs} epochs per run, {args.rounds} rounds interleaved, "
+          f"full BPTT, {args.dtype} products; {threads}; {args.epochs} epochs per run, "
+          f"{args.rounds} rounds interleaved, "
           f"limit {args.limit or 'none'}; "
           f"load average {os.getloadavg()[0]:.1f}")
     ups = rows["jaxdl"][0]["updates_per_epoch"]
