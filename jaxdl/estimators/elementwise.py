@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxdl.estimators.online import Estimator, _one, _unone, batch_step, hold, layer_output, step_loss
-from jaxdl.models.cell import cell_of, elementwise_of
+from jaxdl.models.cell import DENSE, cell_of, elementwise_of
 
 # the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS)
 STATE_LAYOUT = 1
@@ -58,30 +58,42 @@ def check_elementwise(layers, name: str) -> None:
                          "model=lru|mingru|minlstm (or estimator=snap1 for a dense cell)")
 
 
-def _split_leaves(p):
-    """(recurrent leaves, rebuild(recurrent leaves) -> params) of one layer."""
+def _split_leaves(p, which=bool):
+    """(the leaves whose Elementwise.recurrent flag f has which(f), their flags,
+    rebuild(those leaves) -> params) of one layer; by default the recurrent leaves."""
     leaves, treedef = jax.tree.flatten(p)
-    flags = elementwise_of(p).recurrent(p)
+    flags = tuple(elementwise_of(p).recurrent(p))
 
-    def rebuild(rec_leaves):
-        it = iter(rec_leaves)
-        return treedef.unflatten([next(it) if f else leaf for leaf, f in zip(leaves, flags)])
-    return tuple(leaf for leaf, f in zip(leaves, flags) if f), flags, rebuild
+    def rebuild(picked):
+        it = iter(picked)
+        return treedef.unflatten([next(it) if which(f) else leaf for leaf, f in zip(leaves, flags)])
+    return (tuple(leaf for leaf, f in zip(leaves, flags) if which(f)),
+            tuple(f for f in flags if which(f)), rebuild)
 
 
-def _state_width(p) -> int:
-    """k: the recurrent components of one layer's state."""
+def _is_dense(flag) -> bool:
+    return isinstance(flag, str) and flag == DENSE
+
+
+def _state_shape(p) -> tuple[int, int]:
+    """(k, H): the recurrent components of one layer's state and their width."""
     c = cell_of(p)
-    return len(elementwise_of(p).split(c.carry(p, 1)))
+    state = elementwise_of(p).split(c.carry(p, 1))
+    return len(state), state[0].shape[-1]
 
 
-def _rec(p, state, x):
-    """rec for one stream: state (k arrays [H]), x [D] -> state."""
-    return _unone(elementwise_of(p).rec(p, _one(state), x[None]))
+def _rec(p, state, x, ctx):
+    """rec for one stream: state (k arrays [H]), x [D], ctx (the carry's context) -> state."""
+    return _unone(elementwise_of(p).rec(p, _one(state), x[None], _one(ctx)))
 
 
-def _emit(p, state, x):
-    return _unone(elementwise_of(p).emit(p, _one(state), x[None]))
+def _emit(p, state, x, ctx):
+    return _unone(elementwise_of(p).emit(p, _one(state), x[None], _one(ctx)))
+
+
+def _context(p, carry):
+    """The context (Elementwise.context) of one stream's carry."""
+    return _unone(elementwise_of(p).context(_one(tuple(carry))))
 
 
 def _by_unit(block, width: int):
@@ -97,20 +109,42 @@ def _unit_tangents(state):
                  for a, c in enumerate(state))
 
 
+def _unit_cotangents(state):
+    """k H cotangents of a state of k [H] arrays: one-hot on (component a, unit u), stacked
+    on a leading axis of k H (a-major)."""
+    k, H = len(state), state[0].shape[-1]
+    eye = jnp.eye(k * H, dtype=state[0].dtype).reshape(k * H, k, H)
+    return tuple(eye[:, a] for a in range(k))
+
+
 def layer_influence(p, carry, x, M):
     """One layer's step and influence update: carry (one stream), input x [D], M (tuple over
-    recurrent leaves of [k, *leaf.shape]) -> (new state s_t, M_t)."""
+    recurrent leaves of [k, *leaf.shape], DENSE ones [k, H, *leaf.shape]) -> (new state
+    s_t, M_t)."""
     ew = elementwise_of(p)
-    s = tuple(ew.split(tuple(carry)))
-    new = _rec(p, s, x)
+    s, ctx = tuple(ew.split(tuple(carry))), _context(p, carry)
+    new = _rec(p, s, x, ctx)
     tangents = _unit_tangents(s)
-    Dt = jax.vmap(lambda t: jax.jvp(lambda ss: _rec(p, ss, x), (s,), (t,))[1])(tangents)
+    Dt = jax.vmap(lambda t: jax.jvp(lambda ss: _rec(p, ss, x, ctx), (s,), (t,))[1])(tangents)
     D = jnp.stack(Dt, axis=0)                                           # [a, b, H]
-    rec_leaves, _, rebuild = _split_leaves(p)
-    _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x), rec_leaves)
-    (I,) = jax.vmap(vjp)(tangents)                                      # leaves [k(a), *leaf.shape]
-    M = tuple(jnp.einsum("abj,b...j->a...j", _by_unit(D, Mi.shape[-1]), Mi) + Ii for Mi, Ii in zip(M, I))
-    return new, M
+    unit_leaves, _, rebuild = _split_leaves(p, lambda f: f is True)
+    _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x, ctx), unit_leaves)
+    (I_unit,) = jax.vmap(vjp)(tangents)                                 # leaves [k(a), *leaf.shape]
+    I_unit, I_dense = iter(I_unit), iter(())
+    dense_leaves, _, rebuild_dense = _split_leaves(p, _is_dense)
+    if dense_leaves:                                                    # k H vjps: one per (a, u)
+        k, H = len(s), s[0].shape[-1]
+        _, vjp = jax.vjp(lambda dl: _rec(rebuild_dense(dl), s, x, ctx), dense_leaves)
+        (I,) = jax.vmap(vjp)(_unit_cotangents(s))                       # leaves [k H, *leaf.shape]
+        I_dense = iter(Ii.reshape((k, H) + Ii.shape[1:]) for Ii in I)
+    _, flags, _ = _split_leaves(p)
+    out = []
+    for Mi, f in zip(M, flags):
+        if _is_dense(f):
+            out.append(jnp.einsum("abu,bu...->au...", D, Mi) + next(I_dense))
+        else:
+            out.append(jnp.einsum("abj,b...j->a...j", _by_unit(D, Mi.shape[-1]), Mi) + next(I_unit))
+    return new, tuple(out)
 
 
 def stream_step(objective, params, s, est, x, y, w, m):
@@ -121,14 +155,15 @@ def stream_step(objective, params, s, est, x, y, w, m):
         s2, Mi = layer_influence(p, c, h, Mi)
         states.append(s2)
         Ms.append(Mi)
-        h = layer_output(p, _emit(p, s2, h))
+        h = layer_output(p, _emit(p, s2, h, _context(p, c)))
     push = [jax.tree.map(jnp.zeros_like, st) for st in states]
 
     def loss(lay, r, push):
         new, h = [], x
         for p_live, p, c, ps in zip(lay, layers, s, push):
-            st = _rec(jax.lax.stop_gradient(p), tuple(elementwise_of(p).split(tuple(c))), h)
-            c2 = _emit(p_live, tuple(a + b for a, b in zip(st, ps)), h)
+            ctx = _context(p, c)
+            st = _rec(jax.lax.stop_gradient(p), tuple(elementwise_of(p).split(tuple(c))), h, ctx)
+            c2 = _emit(p_live, tuple(a + b for a, b in zip(st, ps)), h, ctx)
             new.append(c2)
             h = layer_output(p_live, c2)
         val, sums = step_loss(objective, r, lay, new, y, w)
@@ -141,7 +176,9 @@ def stream_step(objective, params, s, est, x, y, w, m):
         e = jnp.stack(e)                                                # [k, H]: dL_t/ds_t of this layer
         leaves, treedef = jax.tree.flatten(g)
         flags = elementwise_of(p).recurrent(p)
-        through = iter(jnp.einsum("aj,a...j->...j", _by_unit(e, Mk.shape[-1]), Mk) for Mk in Mi)
+        _, rec_flags, _ = _split_leaves(p)
+        through = iter(jnp.einsum("au,au...->...", e, Mk) if _is_dense(f) else
+                       jnp.einsum("aj,a...j->...j", _by_unit(e, Mk.shape[-1]), Mk) for Mk, f in zip(Mi, rec_flags))
         grads.append(treedef.unflatten([leaf + next(through) if f else leaf for leaf, f in zip(leaves, flags)]))
     s2, Ms = hold(m, (new, tuple(Ms)), (s, est["M"]))
     return s2, {"M": Ms}, {"layers": grads, "readout": g_read}, sums
@@ -152,9 +189,10 @@ def influence_zero(layers, batch: int):
     [B, k, *leaf.shape]."""
     out = []
     for p in layers:
-        k = _state_width(p)
-        rec_leaves, _, _ = _split_leaves(p)
-        out.append(tuple(jnp.zeros((batch, k) + a.shape, a.dtype) for a in rec_leaves))
+        k, H = _state_shape(p)
+        rec_leaves, flags, _ = _split_leaves(p)
+        out.append(tuple(jnp.zeros((batch, k) + ((H,) if _is_dense(f) else ()) + a.shape, a.dtype)
+                         for a, f in zip(rec_leaves, flags)))
     return tuple(out)
 
 
@@ -180,10 +218,11 @@ def zucchet(objective) -> Estimator:
 
 def elementwise_memory_bytes(layers, streams: int) -> int:
     """Bytes the rule holds per member at once for `streams` streams: M_t, I_t and the new
-    M_t (3 x k x recurrent parameters per layer) in the params' dtype. layers: params or
-    their shapes."""
+    M_t (3 x k x recurrent parameters per layer, H times that for DENSE leaves) in the
+    params' dtype. layers: params or their shapes."""
     total = 0
     for p in layers:
-        rec_leaves, _, _ = _split_leaves(p)
-        total += 3 * _state_width(p) * sum(a.size * a.dtype.itemsize for a in rec_leaves)
+        rec_leaves, flags, _ = _split_leaves(p)
+        k, H = _state_shape(p)
+        total += 3 * k * sum(a.size * a.dtype.itemsize * (H if _is_dense(f) else 1) for a, f in zip(rec_leaves, flags))
     return int(streams * total)
