@@ -62,7 +62,7 @@ def test_conv_equals_a_numpy_shift_register(x64):
     assert isinstance(conv, ConvParams) and conv.w.shape == (K, 3)
     buf = carry[-(K - 1):]
     for m in (None, mask):
-        got, got_buf = conv_all(conv, xs, buf, m)
+        got, got_buf = jax.jit(conv_all)(conv, xs, buf, m)
         want, want_buf = _conv_numpy(conv.w, conv.b, xs, buf, m)
         real = np.ones(xs.shape[:2], bool) if m is None else np.asarray(m) != 0
         np.testing.assert_allclose(np.asarray(got)[real], want[real], rtol=1e-13, atol=1e-13)   # held steps unread

@@ -7,10 +7,12 @@ there); with more it is the paper's approximation (`estimator=zucchet`).
 A layer whose cell is element-wise (jaxdl.models.cell.Elementwise: LRU, minGRU, minLSTM,
 and a block around one) splits its step into
 
-    s_t = rec(theta, s_{t-1}, x_t)       k components [H], unit u of s_t reads unit u of
+    s_t = rec(theta, s_{t-1}, x_t, ctx)  k components [H], unit u of s_t reads unit u of
                                          s_{t-1} only; column j of every recurrent leaf
                                          feeds unit j % H only
-    c_t = emit(phi, s_t, x_t)            the carry (what the layer above and the readout read)
+    c_t = emit(phi, s_t, x_t, ctx)       the carry (what the layer above and the readout read)
+    ctx = context(c_{t-1})               what else of the old carry they read (a conv's buffer
+                                         of past inputs: fixed by the inputs, no influence)
 
 so ds_t/dtheta has one number per (component, parameter): the influence, per recurrent leaf
 of shape [k, *leaf.shape] (no [n, p] matrix),
@@ -26,13 +28,18 @@ and the gradient of L_t (per step, summed over t by the trainer):
     e_t[a, u]     = dL_t/ds^a_{t,u} through this step's emit, the layers above at step t
                     and the readout (one vjp in an additive zero "push" on every layer's s_t)
 
+A DENSE leaf (jaxdl.models.cell.DENSE: a causal convolution's w, b before the recurrence)
+feeds every unit: its influence is [k, H, *leaf.shape], M_t[a, u] = sum_b D_t[a, b, u]
+M_{t-1}[b, u] + ds^a_{t,u}/dleaf (k H vjps of rec), dL_t/dleaf = sum_{a,u} e_t[a, u] M_t[a, u].
+
 One layer: exact, the gradient of the loss over the whole stream with the parameters fixed
 (equal to full BPTT; tests/test_elementwise_estimators.py). Stacked layers: a lower layer's
 parameters influence an upper layer's state over time, which is dropped (the paper's
 approximation); the same-step path down the stack is kept.
 
 Cost per step and stream: about 2k + 3 forward passes of the stack (k = 2 for the LRU's
-complex state, 1 for minGRU / minLSTM); memory k x (recurrent parameters) numbers.
+complex state, 1 for minGRU / minLSTM), plus k H vjps with DENSE leaves; memory k x
+(recurrent parameters) numbers, k H x for DENSE leaves.
 """
 from __future__ import annotations
 

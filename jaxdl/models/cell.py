@@ -10,7 +10,8 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
         unit j % H, and the recurrent weight leaf `wh` [H, G*H] is the only path from
         one unit's state to another's (what SnAp-1 relies on). An element-wise cell
         (`elementwise`, below) has no `wh`.
-    carry(params, batch) -> carry      the zero state: a tuple of [B, H] arrays
+    carry(params, batch) -> carry      the zero state: a tuple of [B, H] arrays (a wrapper
+                                       may add others: a convolution's buffer, [B, D])
     scan(params, xs [T, B, D], carry, mask [T, B] | None, hoist, compute_dtype, form)
         -> (hs [T, B, H], carry)       the fast path (the stack adds remat around it);
                                        form: one of `forms` or "auto"/None
