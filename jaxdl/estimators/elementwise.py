@@ -134,7 +134,7 @@ def layer_influence(p, carry, x, M):
     tangents = _unit_tangents(s)
     Dt = jax.vmap(lambda t: jax.jvp(lambda ss: _rec(p, ss, x, ctx), (s,), (t,))[1])(tangents)
     D = jnp.stack(Dt, axis=0)                                           # [a, b, H]
-    unit_leaves, _, rebuild = _split_leaves(p, lambda f: f is True)
+    unit_leaves, _, rebuild = _split_leaves(p, lambda f: bool(f) and not _is_dense(f))
     _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x, ctx), unit_leaves)
     (I_unit,) = jax.vmap(vjp)(tangents)                                 # leaves [k(a), *leaf.shape]
     I_unit, I_dense = iter(I_unit), iter(())
