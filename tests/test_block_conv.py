@@ -160,10 +160,12 @@ def _bptt_grad(params, data, carry0):
         params)
 
 
-def test_rtrl_on_one_conv_block_equals_full_bptt(x64):
+@pytest.mark.parametrize("H", [4, 16])
+def test_rtrl_on_one_conv_block_equals_full_bptt(x64, H):
     """Exact: every leaf, the conv's w and b through their DENSE influence [k, H, *shape],
-    equals jax.grad of the whole-stream loss, 1e-10, nonzero initial state and buffer."""
-    params, data, carry0 = _problem(1)
+    equals jax.grad of the whole-stream loss, 1e-10, nonzero initial state and buffer. The
+    DENSE Jacobian by k H = 4 vjps (fewer than the 12 conv parameters), and at H = 16 by 12 jvps."""
+    params, data, carry0 = _problem(1, H=H)
     want = _bptt_grad(params, data, carry0)
     got, st = jax.jit(lambda p: online_gradient("rtrl", p, data, carry0))(params)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -171,7 +173,7 @@ def test_rtrl_on_one_conv_block_equals_full_bptt(x64):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
     conv = params["layers"][0].cell
     shapes = [m.shape for m in st["M"][0]]
-    assert shapes[-2:] == [(2, 1, 4) + conv.w.shape, (2, 1, 4) + conv.b.shape]        # [B, k, H, *leaf]
+    assert shapes[-2:] == [(2, 1, H) + conv.w.shape, (2, 1, H) + conv.b.shape]        # [B, k, H, *leaf]
     assert shapes[:2] == [(2, 1) + a.shape for a in jax.tree.leaves(conv.cell)]
 
 

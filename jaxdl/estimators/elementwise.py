@@ -30,7 +30,8 @@ and the gradient of L_t (per step, summed over t by the trainer):
 
 A DENSE leaf (jaxdl.models.cell.DENSE: a causal convolution's w, b before the recurrence)
 feeds every unit: its influence is [k, H, *leaf.shape], M_t[a, u] = sum_b D_t[a, b, u]
-M_{t-1}[b, u] + ds^a_{t,u}/dleaf (k H vjps of rec), dL_t/dleaf = sum_{a,u} e_t[a, u] M_t[a, u].
+M_{t-1}[b, u] + ds^a_{t,u}/dleaf (the Jacobian of rec in the DENSE leaves: one jvp per
+DENSE parameter or k H vjps, whichever are fewer), dL_t/dleaf = sum_{a,u} e_t[a, u] M_t[a, u].
 
 One layer: exact, the gradient of the loss over the whole stream with the parameters fixed
 (equal to full BPTT; tests/test_elementwise_estimators.py). Stacked layers: a lower layer's
@@ -38,7 +39,7 @@ parameters influence an upper layer's state over time, which is dropped (the pap
 approximation); the same-step path down the stack is kept.
 
 Cost per step and stream: about 2k + 3 forward passes of the stack (k = 2 for the LRU's
-complex state, 1 for minGRU / minLSTM), plus k H vjps with DENSE leaves; memory k x
+complex state, 1 for minGRU / minLSTM), plus min(k H, DENSE parameters) with DENSE leaves; memory k x
 (recurrent parameters) numbers, k H x for DENSE leaves.
 """
 from __future__ import annotations
@@ -139,11 +140,16 @@ def layer_influence(p, carry, x, M):
     (I_unit,) = jax.vmap(vjp)(tangents)                                 # leaves [k(a), *leaf.shape]
     I_unit, I_dense = iter(I_unit), iter(())
     dense_leaves, _, rebuild_dense = _split_leaves(p, _is_dense)
-    if dense_leaves:                                                    # k H vjps: one per (a, u)
+    if dense_leaves:          # the whole Jacobian ds_t/dleaf: jvps or vjps, whichever are fewer
         k, H = len(s), s[0].shape[-1]
-        _, vjp = jax.vjp(lambda dl: _rec(rebuild_dense(dl), s, x, ctx), dense_leaves)
-        (I,) = jax.vmap(vjp)(_unit_cotangents(s))                       # leaves [k H, *leaf.shape]
-        I_dense = iter(Ii.reshape((k, H) + Ii.shape[1:]) for Ii in I)
+        rec_dense = lambda dl: _rec(rebuild_dense(dl), s, x, ctx)
+        if sum(a.size for a in dense_leaves) < k * H:
+            J = jax.jacfwd(rec_dense)(dense_leaves)                     # [a][leaf] -> [H, *leaf.shape]
+            I_dense = iter(jnp.stack([J[a][i] for a in range(k)]) for i in range(len(dense_leaves)))
+        else:
+            _, vjp = jax.vjp(rec_dense, dense_leaves)                   # k H vjps: one per (a, u)
+            (I,) = jax.vmap(vjp)(_unit_cotangents(s))                   # leaves [k H, *leaf.shape]
+            I_dense = iter(Ii.reshape((k, H) + Ii.shape[1:]) for Ii in I)
     _, flags, _ = _split_leaves(p)
     out = []
     for Mi, f in zip(M, flags):
