@@ -31,7 +31,7 @@ and the gradient of L_t (per step, summed over t by the trainer):
 A DENSE leaf (jaxdl.models.cell.DENSE: a causal convolution's w, b before the recurrence)
 feeds every unit: its influence is [k, H, *leaf.shape], M_t[a, u] = sum_b D_t[a, b, u]
 M_{t-1}[b, u] + ds^a_{t,u}/dleaf (the Jacobian of rec in the DENSE leaves: one jvp per
-DENSE parameter or k H vjps, whichever are fewer), dL_t/dleaf = sum_{a,u} e_t[a, u] M_t[a, u].
+parameter of the leaf or k H vjps, whichever are fewer), dL_t/dleaf = sum_{a,u} e_t[a, u] M_t[a, u].
 
 One layer: exact, the gradient of the loss over the whole stream with the parameters fixed
 (equal to full BPTT; tests/test_elementwise_estimators.py). Stacked layers: a lower layer's
@@ -43,6 +43,8 @@ complex state, 1 for minGRU / minLSTM), plus min(k H, DENSE parameters) with DEN
 (recurrent parameters) numbers, k H x for DENSE leaves.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -125,6 +127,17 @@ def _unit_cotangents(state):
     return tuple(eye[:, a] for a in range(k))
 
 
+def _dense_jacobian(rec_of, leaf, s):
+    """ds_t/dleaf [k, H, *leaf.shape] of a DENSE leaf, rec_of(leaf) -> s_t: one jvp per
+    parameter or k H vjps (one per component and unit), whichever are fewer."""
+    k, H = len(s), s[0].shape[-1]
+    if leaf.size < k * H:
+        return jnp.stack(jax.jacfwd(rec_of)(leaf))
+    _, vjp = jax.vjp(rec_of, leaf)
+    (I,) = jax.vmap(vjp)(_unit_cotangents(s))                           # [k H, *leaf.shape]
+    return I.reshape((k, H) + leaf.shape)
+
+
 def layer_influence(p, carry, x, M):
     """One layer's step and influence update: carry (one stream), input x [D], M (tuple over
     recurrent leaves of [k, *leaf.shape], DENSE ones [k, H, *leaf.shape]) -> (new state
@@ -138,18 +151,12 @@ def layer_influence(p, carry, x, M):
     unit_leaves, _, rebuild = _split_leaves(p, lambda f: bool(f) and not _is_dense(f))
     _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x, ctx), unit_leaves)
     (I_unit,) = jax.vmap(vjp)(tangents)                                 # leaves [k(a), *leaf.shape]
-    I_unit, I_dense = iter(I_unit), iter(())
+    I_unit = iter(I_unit)
     dense_leaves, _, rebuild_dense = _split_leaves(p, _is_dense)
-    if dense_leaves:          # the whole Jacobian ds_t/dleaf: jvps or vjps, whichever are fewer
-        k, H = len(s), s[0].shape[-1]
-        rec_dense = lambda dl: _rec(rebuild_dense(dl), s, x, ctx)
-        if sum(a.size for a in dense_leaves) < k * H:
-            J = jax.jacfwd(rec_dense)(dense_leaves)                     # [a][leaf] -> [H, *leaf.shape]
-            I_dense = iter(jnp.stack([J[a][i] for a in range(k)]) for i in range(len(dense_leaves)))
-        else:
-            _, vjp = jax.vjp(rec_dense, dense_leaves)                   # k H vjps: one per (a, u)
-            (I,) = jax.vmap(vjp)(_unit_cotangents(s))                   # leaves [k H, *leaf.shape]
-            I_dense = iter(Ii.reshape((k, H) + Ii.shape[1:]) for Ii in I)
+
+    def rec_dense(i, leaf):                                             # rec in DENSE leaf i alone
+        return _rec(rebuild_dense(dense_leaves[:i] + (leaf,) + dense_leaves[i + 1:]), s, x, ctx)
+    I_dense = iter([_dense_jacobian(partial(rec_dense, i), leaf, s) for i, leaf in enumerate(dense_leaves)])
     _, flags, _ = _split_leaves(p)
     out = []
     for Mi, f in zip(M, flags):
