@@ -2,11 +2,12 @@
 memory of estimator=rtrl (exact; element-wise on one layer) and estimator=zucchet against
 estimator=tbptt (TBPTT(10, 20)) with the same model, per model.
 
-    python experiments/bench_elementwise.py [--models lru mingru] [--layers 1] [--rounds 5] [--json out.json]
+    python experiments/bench_elementwise.py [--models lru mingru] [--layers 1] [--conv 0] [--rounds 5] [--json out.json]
 
-Every method's epoch (one member, 2000 steps x 32 streams, hidden 64, the model's yaml
-block) is compiled once, then the rounds time every method in turn, one epoch each
-(interleaved, so a change of load hits them alike); updates/s is the median over rounds
+Every method's epoch (one member, 2000 steps x 32 streams, hidden 64, one GLU block per
+layer; --conv K: model.conv=K inside it) is compiled once, then the rounds time every
+method in turn, one epoch each (interleaved, so a change of load hits them alike);
+updates/s is the median over rounds
 and each ratio is per round against TBPTT in the same round, then the median. Memory per
 member: XLA's own account of the compiled epoch (jax's memory_analysis: arguments + outputs
 + temporaries, the peak the program can need), and the estimator state it carries.
@@ -26,12 +27,12 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def trainer(method: str, model_name: str, layers: int, task):
+def trainer(method: str, model_name: str, layers: int, task, conv: int = 0):
     from jaxdl.config.schema import EstimatorConfig, OptimConfig, RecurrentConfig, TBPTTConfig, TrainConfig
     from jaxdl.optimizers import optimizers
     from jaxdl.train.online_trainer import online_trainer
     from jaxdl.train.tbptt_trainer import tbptt_trainer
-    model = RecurrentConfig(name=model_name, hidden=64, layers=layers, block="glu")
+    model = RecurrentConfig(name=model_name, hidden=64, layers=layers, block="glu", conv=conv)
     optim = OptimConfig("adam", 0.01)
     if method == "tbptt":
         return tbptt_trainer(task, model, optim, TBPTTConfig(10, 20), TrainConfig(), 0)
@@ -48,6 +49,7 @@ def main(argv=None):
     ap.add_argument("--models", nargs="+", default=["lru", "mingru"])
     ap.add_argument("--methods", nargs="+", default=["tbptt", "rtrl", "zucchet"])
     ap.add_argument("--layers", type=int, default=1)
+    ap.add_argument("--conv", type=int, default=0, help="model.conv: a causal convolution of K steps in the block")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--length", type=int, default=2000)
     ap.add_argument("--json")
@@ -55,11 +57,11 @@ def main(argv=None):
     from jaxdl.tasks.synthetic import EchoConfig, echo
     from jaxdl.train.loop import init_members
     task = echo(EchoConfig(length=a.length, test_length=10, val_length=0), 0)
-    out = {"layers": a.layers, "rounds": a.rounds, "backend": jax.default_backend(), "models": {}}
+    out = {"layers": a.layers, "conv": a.conv, "rounds": a.rounds, "backend": jax.default_backend(), "models": {}}
     for model in a.models:
         fs, states, data, ups_per_epoch, mem = {}, {}, {}, {}, {}
         for m in a.methods:
-            tr = trainer(m, model, a.layers, task)
+            tr = trainer(m, model, a.layers, task, a.conv)
             states[m] = init_members(tr, 0, 1)
             data[m] = tr.epoch_inputs(0)
             fs[m] = jax.jit(jax.vmap(tr.train_epoch, in_axes=(0, None))).lower(states[m], data[m]).compile()

@@ -129,6 +129,9 @@ def _model(values: dict, kind: str, task: str):
         if m.scan not in ("auto", *cell.forms):
             raise ConfigError(f"model.scan={m.scan}: model {name!r} has the forms {list(cell.forms)} only (it is "
                               "not linear in its state); set model.scan=auto")
+        if m.conv and m.block == "none":
+            raise ConfigError(f"model.conv={m.conv}: the causal convolution sits inside a block (before its "
+                              "recurrence); set model.block=glu|mlp or model.conv=0")
         if m.hoist is False and cell.elementwise is not None:
             raise ConfigError(f"model.hoist=false: model {name!r} projects its inputs for all steps at once (its "
                               "recurrence is element-wise, no matmul to keep in the loop); remove model.hoist")

@@ -25,9 +25,9 @@ def _rows(d):
     return [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines()]
 
 
-# the minGRU is left out: its decays are real, positive and read the current input only, and an
-# exact lag needs a delay line it does not learn in this budget (docs/cells.md, minGRU)
-@pytest.mark.parametrize("cell", CELLS + [pytest.param("lru", marks=SLOW)])
+# the minGRU in its yaml's blocks with model.conv=4: its decays read the current input only, and
+# the convolution before the recurrence is its delay line (docs/cells.md, "What they learn")
+@pytest.mark.parametrize("cell", CELLS + LINEAR)
 def test_echo_is_learned_by_every_cell(tmp_path, cell):
     s, _ = run_inprocess(tmp_path, TINY_ECHO + [f"model={cell}", "task.lag=3", "task.streams=8", "train.epochs=12",
                                                 "model.hidden=32", "optim.lr=0.02"] + QUIET)
@@ -89,7 +89,7 @@ def test_resume_is_bit_identical(tmp_path, cell, extra):
     assert again["final"] == whole["final"]
 
 
-@pytest.mark.parametrize("cell", ["gru", pytest.param("lru", marks=SLOW)])
+@pytest.mark.parametrize("cell", ["gru"] + LINEAR)
 def test_bf16_and_remat_keep_a_cell_learning(tmp_path, cell):
     base = TINY_ECHO + [f"model={cell}", "task.lag=3", "train.epochs=4", "model.hidden=32"] + QUIET
     f32, _ = run_inprocess(tmp_path, base, "f32")
@@ -97,7 +97,7 @@ def test_bf16_and_remat_keep_a_cell_learning(tmp_path, cell):
     assert low["final"]["test/accuracy"] > f32["final"]["test/accuracy"] - 0.1 > 0.3
 
 
-@pytest.mark.parametrize("cell", ["gru", pytest.param("lru", marks=SLOW)])
+@pytest.mark.parametrize("cell", ["gru"] + LINEAR)
 def test_a_cell_on_a_four_device_mesh_equals_one_device(tmp_path, cell):
     env = {**os.environ, "WANDB_MODE": "offline", "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}

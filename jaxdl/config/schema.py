@@ -32,6 +32,8 @@ class RecurrentConfig:
     remat: str = setting("none", choices=("none", "sqrt"), doc="recompute activations from sqrt(k2) checkpoints")
     block: str = setting("none", choices=("none", "glu", "mlp"),
                          doc="each layer inside the LRU paper's block: + position-wise GLU or MLP, residual")
+    conv: int = setting(0, ge=0, doc="blocks only: a causal depthwise convolution of this many steps before "
+                                     "the recurrence (0: none)")
     scan: str = setting("auto", choices=("auto", "sequential", "parallel"),
                         doc="linear cells: lax.scan or associative_scan (auto: the faster on this platform)")
     r_min: Optional[float] = setting(None, ge=0, lt=1, doc="LRU only: smallest initial |lambda| (null: 0)")

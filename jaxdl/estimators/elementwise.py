@@ -7,10 +7,12 @@ there); with more it is the paper's approximation (`estimator=zucchet`).
 A layer whose cell is element-wise (jaxdl.models.cell.Elementwise: LRU, minGRU, minLSTM,
 and a block around one) splits its step into
 
-    s_t = rec(theta, s_{t-1}, x_t)       k components [H], unit u of s_t reads unit u of
+    s_t = rec(theta, s_{t-1}, x_t, ctx)  k components [H], unit u of s_t reads unit u of
                                          s_{t-1} only; column j of every recurrent leaf
                                          feeds unit j % H only
-    c_t = emit(phi, s_t, x_t)            the carry (what the layer above and the readout read)
+    c_t = emit(phi, s_t, x_t, ctx)       the carry (what the layer above and the readout read)
+    ctx = context(c_{t-1})               what else of the old carry they read (a conv's buffer
+                                         of past inputs: fixed by the inputs, no influence)
 
 so ds_t/dtheta has one number per (component, parameter): the influence, per recurrent leaf
 of shape [k, *leaf.shape] (no [n, p] matrix),
@@ -26,21 +28,29 @@ and the gradient of L_t (per step, summed over t by the trainer):
     e_t[a, u]     = dL_t/ds^a_{t,u} through this step's emit, the layers above at step t
                     and the readout (one vjp in an additive zero "push" on every layer's s_t)
 
+A DENSE leaf (jaxdl.models.cell.DENSE: a causal convolution's w, b before the recurrence)
+feeds every unit: its influence is [k, H, *leaf.shape], M_t[a, u] = sum_b D_t[a, b, u]
+M_{t-1}[b, u] + ds^a_{t,u}/dleaf (the Jacobian of rec in the DENSE leaves: one jvp per
+parameter of the leaf or k H vjps, whichever are fewer), dL_t/dleaf = sum_{a,u} e_t[a, u] M_t[a, u].
+
 One layer: exact, the gradient of the loss over the whole stream with the parameters fixed
 (equal to full BPTT; tests/test_elementwise_estimators.py). Stacked layers: a lower layer's
 parameters influence an upper layer's state over time, which is dropped (the paper's
 approximation); the same-step path down the stack is kept.
 
 Cost per step and stream: about 2k + 3 forward passes of the stack (k = 2 for the LRU's
-complex state, 1 for minGRU / minLSTM); memory k x (recurrent parameters) numbers.
+complex state, 1 for minGRU / minLSTM), plus min(k H, DENSE parameters) with DENSE leaves; memory k x
+(recurrent parameters) numbers, k H x for DENSE leaves.
 """
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 
 from jaxdl.estimators.online import Estimator, _one, _unone, batch_step, hold, layer_output, step_loss
-from jaxdl.models.cell import cell_of, elementwise_of
+from jaxdl.models.cell import DENSE, cell_of, elementwise_of
 
 # the layout of the state a checkpoint holds (jaxdl.estimators.STATE_LAYOUTS)
 STATE_LAYOUT = 1
@@ -58,30 +68,42 @@ def check_elementwise(layers, name: str) -> None:
                          "model=lru|mingru|minlstm (or estimator=snap1 for a dense cell)")
 
 
-def _split_leaves(p):
-    """(recurrent leaves, rebuild(recurrent leaves) -> params) of one layer."""
+def _split_leaves(p, which=bool):
+    """(the leaves whose Elementwise.recurrent flag f has which(f), their flags,
+    rebuild(those leaves) -> params) of one layer; by default the recurrent leaves."""
     leaves, treedef = jax.tree.flatten(p)
-    flags = elementwise_of(p).recurrent(p)
+    flags = tuple(elementwise_of(p).recurrent(p))
 
-    def rebuild(rec_leaves):
-        it = iter(rec_leaves)
-        return treedef.unflatten([next(it) if f else leaf for leaf, f in zip(leaves, flags)])
-    return tuple(leaf for leaf, f in zip(leaves, flags) if f), flags, rebuild
+    def rebuild(picked):
+        it = iter(picked)
+        return treedef.unflatten([next(it) if which(f) else leaf for leaf, f in zip(leaves, flags)])
+    return (tuple(leaf for leaf, f in zip(leaves, flags) if which(f)),
+            tuple(f for f in flags if which(f)), rebuild)
 
 
-def _state_width(p) -> int:
-    """k: the recurrent components of one layer's state."""
+def _is_dense(flag) -> bool:
+    return isinstance(flag, str) and flag == DENSE
+
+
+def _state_shape(p) -> tuple[int, int]:
+    """(k, H): the recurrent components of one layer's state and their width."""
     c = cell_of(p)
-    return len(elementwise_of(p).split(c.carry(p, 1)))
+    state = elementwise_of(p).split(c.carry(p, 1))
+    return len(state), state[0].shape[-1]
 
 
-def _rec(p, state, x):
-    """rec for one stream: state (k arrays [H]), x [D] -> state."""
-    return _unone(elementwise_of(p).rec(p, _one(state), x[None]))
+def _rec(p, state, x, ctx):
+    """rec for one stream: state (k arrays [H]), x [D], ctx (the carry's context) -> state."""
+    return _unone(elementwise_of(p).rec(p, _one(state), x[None], _one(ctx)))
 
 
-def _emit(p, state, x):
-    return _unone(elementwise_of(p).emit(p, _one(state), x[None]))
+def _emit(p, state, x, ctx):
+    return _unone(elementwise_of(p).emit(p, _one(state), x[None], _one(ctx)))
+
+
+def _context(p, carry):
+    """The context (Elementwise.context) of one stream's carry."""
+    return _unone(elementwise_of(p).context(_one(tuple(carry))))
 
 
 def _by_unit(block, width: int):
@@ -97,20 +119,52 @@ def _unit_tangents(state):
                  for a, c in enumerate(state))
 
 
+def _unit_cotangents(state):
+    """k H cotangents of a state of k [H] arrays: one-hot on (component a, unit u), stacked
+    on a leading axis of k H (a-major)."""
+    k, H = len(state), state[0].shape[-1]
+    eye = jnp.eye(k * H, dtype=state[0].dtype).reshape(k * H, k, H)
+    return tuple(eye[:, a] for a in range(k))
+
+
+def _dense_jacobian(rec_of, leaf, s):
+    """ds_t/dleaf [k, H, *leaf.shape] of a DENSE leaf, rec_of(leaf) -> s_t: one jvp per
+    parameter or k H vjps (one per component and unit), whichever are fewer."""
+    k, H = len(s), s[0].shape[-1]
+    if leaf.size < k * H:
+        return jnp.stack(jax.jacfwd(rec_of)(leaf))
+    _, vjp = jax.vjp(rec_of, leaf)
+    (I,) = jax.vmap(vjp)(_unit_cotangents(s))                           # [k H, *leaf.shape]
+    return I.reshape((k, H) + leaf.shape)
+
+
 def layer_influence(p, carry, x, M):
     """One layer's step and influence update: carry (one stream), input x [D], M (tuple over
-    recurrent leaves of [k, *leaf.shape]) -> (new state s_t, M_t)."""
+    recurrent leaves of [k, *leaf.shape], DENSE ones [k, H, *leaf.shape]) -> (new state
+    s_t, M_t)."""
     ew = elementwise_of(p)
-    s = tuple(ew.split(tuple(carry)))
-    new = _rec(p, s, x)
+    s, ctx = tuple(ew.split(tuple(carry))), _context(p, carry)
+    new = _rec(p, s, x, ctx)
     tangents = _unit_tangents(s)
-    Dt = jax.vmap(lambda t: jax.jvp(lambda ss: _rec(p, ss, x), (s,), (t,))[1])(tangents)
+    Dt = jax.vmap(lambda t: jax.jvp(lambda ss: _rec(p, ss, x, ctx), (s,), (t,))[1])(tangents)
     D = jnp.stack(Dt, axis=0)                                           # [a, b, H]
-    rec_leaves, _, rebuild = _split_leaves(p)
-    _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x), rec_leaves)
-    (I,) = jax.vmap(vjp)(tangents)                                      # leaves [k(a), *leaf.shape]
-    M = tuple(jnp.einsum("abj,b...j->a...j", _by_unit(D, Mi.shape[-1]), Mi) + Ii for Mi, Ii in zip(M, I))
-    return new, M
+    unit_leaves, _, rebuild = _split_leaves(p, lambda f: bool(f) and not _is_dense(f))
+    _, vjp = jax.vjp(lambda rl: _rec(rebuild(rl), s, x, ctx), unit_leaves)
+    (I_unit,) = jax.vmap(vjp)(tangents)                                 # leaves [k(a), *leaf.shape]
+    I_unit = iter(I_unit)
+    dense_leaves, _, rebuild_dense = _split_leaves(p, _is_dense)
+
+    def rec_dense(i, leaf):                                             # rec in DENSE leaf i alone
+        return _rec(rebuild_dense(dense_leaves[:i] + (leaf,) + dense_leaves[i + 1:]), s, x, ctx)
+    I_dense = iter([_dense_jacobian(partial(rec_dense, i), leaf, s) for i, leaf in enumerate(dense_leaves)])
+    _, flags, _ = _split_leaves(p)
+    out = []
+    for Mi, f in zip(M, flags):
+        if _is_dense(f):
+            out.append(jnp.einsum("abu,bu...->au...", D, Mi) + next(I_dense))
+        else:
+            out.append(jnp.einsum("abj,b...j->a...j", _by_unit(D, Mi.shape[-1]), Mi) + next(I_unit))
+    return new, tuple(out)
 
 
 def stream_step(objective, params, s, est, x, y, w, m):
@@ -121,14 +175,15 @@ def stream_step(objective, params, s, est, x, y, w, m):
         s2, Mi = layer_influence(p, c, h, Mi)
         states.append(s2)
         Ms.append(Mi)
-        h = layer_output(p, _emit(p, s2, h))
+        h = layer_output(p, _emit(p, s2, h, _context(p, c)))
     push = [jax.tree.map(jnp.zeros_like, st) for st in states]
 
     def loss(lay, r, push):
         new, h = [], x
         for p_live, p, c, ps in zip(lay, layers, s, push):
-            st = _rec(jax.lax.stop_gradient(p), tuple(elementwise_of(p).split(tuple(c))), h)
-            c2 = _emit(p_live, tuple(a + b for a, b in zip(st, ps)), h)
+            ctx = _context(p, c)
+            st = _rec(jax.lax.stop_gradient(p), tuple(elementwise_of(p).split(tuple(c))), h, ctx)
+            c2 = _emit(p_live, tuple(a + b for a, b in zip(st, ps)), h, ctx)
             new.append(c2)
             h = layer_output(p_live, c2)
         val, sums = step_loss(objective, r, lay, new, y, w)
@@ -141,7 +196,9 @@ def stream_step(objective, params, s, est, x, y, w, m):
         e = jnp.stack(e)                                                # [k, H]: dL_t/ds_t of this layer
         leaves, treedef = jax.tree.flatten(g)
         flags = elementwise_of(p).recurrent(p)
-        through = iter(jnp.einsum("aj,a...j->...j", _by_unit(e, Mk.shape[-1]), Mk) for Mk in Mi)
+        _, rec_flags, _ = _split_leaves(p)
+        through = iter(jnp.einsum("au,au...->...", e, Mk) if _is_dense(f) else
+                       jnp.einsum("aj,a...j->...j", _by_unit(e, Mk.shape[-1]), Mk) for Mk, f in zip(Mi, rec_flags))
         grads.append(treedef.unflatten([leaf + next(through) if f else leaf for leaf, f in zip(leaves, flags)]))
     s2, Ms = hold(m, (new, tuple(Ms)), (s, est["M"]))
     return s2, {"M": Ms}, {"layers": grads, "readout": g_read}, sums
@@ -152,9 +209,10 @@ def influence_zero(layers, batch: int):
     [B, k, *leaf.shape]."""
     out = []
     for p in layers:
-        k = _state_width(p)
-        rec_leaves, _, _ = _split_leaves(p)
-        out.append(tuple(jnp.zeros((batch, k) + a.shape, a.dtype) for a in rec_leaves))
+        k, H = _state_shape(p)
+        rec_leaves, flags, _ = _split_leaves(p)
+        out.append(tuple(jnp.zeros((batch, k) + ((H,) if _is_dense(f) else ()) + a.shape, a.dtype)
+                         for a, f in zip(rec_leaves, flags)))
     return tuple(out)
 
 
@@ -180,10 +238,11 @@ def zucchet(objective) -> Estimator:
 
 def elementwise_memory_bytes(layers, streams: int) -> int:
     """Bytes the rule holds per member at once for `streams` streams: M_t, I_t and the new
-    M_t (3 x k x recurrent parameters per layer) in the params' dtype. layers: params or
-    their shapes."""
+    M_t (3 x k x recurrent parameters per layer, H times that for DENSE leaves) in the
+    params' dtype. layers: params or their shapes."""
     total = 0
     for p in layers:
-        rec_leaves, _, _ = _split_leaves(p)
-        total += 3 * _state_width(p) * sum(a.size * a.dtype.itemsize for a in rec_leaves)
+        rec_leaves, flags, _ = _split_leaves(p)
+        k, H = _state_shape(p)
+        total += 3 * k * sum(a.size * a.dtype.itemsize * (H if _is_dense(f) else 1) for a, f in zip(rec_leaves, flags))
     return int(streams * total)

@@ -10,8 +10,14 @@ of a stack on a D-wide input) has no residual path. No normalisation layer: the 
 LayerNorm / BatchNorm before the recurrence is left out (a batch statistic would tie the
 streams of a batch together, and the echo and adding jobs learn without it).
 
-A block's params are (cell, its own weights); its carry is (y, *the inner carry): y is the
-block's output, held on a masked step like every carry. The stack (jaxdl.models.rnn) builds
+`model.conv=K` (K >= 1; 0, the default, for none) puts a causal depthwise convolution of K
+steps before the recurrence (jaxdl.models.causal_conv; Griffin's and Mamba's Conv1D): the
+inner cell reads x'_t = sum_j w_j x_{t-j} + b, the residual stays x_t.
+
+A block's params are (cell, its own weights), cell being ConvParams(the inner cell's, w, b)
+with a convolution; its carry is (y, *the inner carry) (with a convolution, the inner
+carry ends with its buffer of the last K - 1 inputs): y is the block's output, held on a
+masked step like every carry. The stack (jaxdl.models.rnn) builds
 blocks with rnn_init(..., block="glu"); everything else reaches them through the Cell
 interface (cell_of finds BLOCKS by their params). A block around an element-wise cell is
 element-wise (its Elementwise adds the block's weights to what `emit` reads).
@@ -23,6 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxdl.models.causal_conv import CELL as CONV
 from jaxdl.models.cell import Cell, Elementwise, cell_of, get_cell
 from jaxdl.models.linear_scan import hold_outputs
 from jaxdl.models.products import compute_dtype_of, matmul
@@ -58,10 +65,17 @@ def _out(params, u, x, cd):
 
 
 def _init(kind):
-    def init(key, in_dim, hidden, dtype=jnp.float32, inner="lru", **options):
-        c = get_cell(inner)
+    def init(key, in_dim, hidden, dtype=jnp.float32, inner="lru", conv=0, **options):
+        """conv: 0 (none) or K: the inner cell runs behind a causal depthwise convolution of
+        K steps (jaxdl.models.causal_conv)."""
+        if not isinstance(conv, int) or conv < 0:
+            raise ValueError(f"model.conv={conv}: the causal convolution's kernel is 0 (none) or a number of "
+                             "steps >= 1 (e.g. model.conv=4)")
         k0, k1, k2 = jax.random.split(key, 3)
-        p = c.init(k0, in_dim, hidden, dtype, **options)
+        if conv:
+            p = CONV.init(k0, in_dim, hidden, dtype, inner=inner, conv=conv, **options)
+        else:
+            p = get_cell(inner).init(k0, in_dim, hidden, dtype, **options)
         glorot = jax.nn.initializers.glorot_uniform()
         if kind == "glu":
             return GLUBlockParams(p, glorot(k1, (hidden, 2 * hidden), dtype), jnp.zeros((2 * hidden,), dtype))
@@ -109,17 +123,18 @@ def _elementwise(params):
     ew = c.elementwise(params.cell)
     n_own = len(params) - 1
 
-    def emit(p, state, x):
-        inner = ew.emit(p.cell, state, x)
+    def emit(p, state, x, ctx=()):
+        inner = ew.emit(p.cell, state, x, ctx)
         return (_out(p, c.output(inner), x, None),) + tuple(inner)
     return Elementwise(split=lambda carry: ew.split(tuple(carry[1:])),
-                       rec=lambda p, state, x: ew.rec(p.cell, state, x), emit=emit,
-                       recurrent=lambda p: tuple(ew.recurrent(p.cell)) + (False,) * n_own)
+                       rec=lambda p, state, x, ctx=(): ew.rec(p.cell, state, x, ctx), emit=emit,
+                       recurrent=lambda p: tuple(ew.recurrent(p.cell)) + (False,) * n_own,
+                       context=lambda carry: ew.context(tuple(carry[1:])))
 
 
 def _cell(kind, params_cls):
     return Cell(name=f"block_{kind}", init=_init(kind), carry=block_carry, scan=block_scan, step=block_step,
-                output=lambda carry: carry[0], reference=block_reference, params=params_cls, options=("inner",),
+                output=lambda carry: carry[0], reference=block_reference, params=params_cls, options=("inner", "conv"),
                 gates=1, forms=("sequential", "parallel"), elementwise=_elementwise, wrapper=True)
 
 

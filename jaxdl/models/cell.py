@@ -10,7 +10,8 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
         unit j % H, and the recurrent weight leaf `wh` [H, G*H] is the only path from
         one unit's state to another's (what SnAp-1 relies on). An element-wise cell
         (`elementwise`, below) has no `wh`.
-    carry(params, batch) -> carry      the zero state: a tuple of [B, H] arrays
+    carry(params, batch) -> carry      the zero state: a tuple of [B, H] arrays (a wrapper
+                                       may add others: a convolution's buffer, [B, D])
     scan(params, xs [T, B, D], carry, mask [T, B] | None, hoist, compute_dtype, form)
         -> (hs [T, B, H], carry)       the fast path (the stack adds remat around it);
                                        form: one of `forms` or "auto"/None
@@ -42,13 +43,19 @@ A cell is one module of jaxdl.models that defines `CELL = Cell(...)`: the stack
         The LSTM's are ((c,), (h,)): c_t from (h_{t-1}, c_{t-1}), then h_t from
         (h_{t-1}, c_t); SnAp-1 mirrors them to update its influence in place
 
-An element-wise cell's carry is (emitted..., state...): its step is
+An element-wise cell's carry is (emitted..., state..., context...): its step is
 
-    state' = rec(params, state, x)        element-wise in the units: unit u of state'
+    ctx    = context(carry)               the part of the previous carry that is neither
+                                          emitted nor state: fixed by the inputs, with no
+                                          parameter acting on it over time (a causal
+                                          convolution's buffer of past inputs); () for most
+    state' = rec(params, state, x, ctx)   element-wise in the units: unit u of state'
                                           reads unit u of state only, and parameter
                                           column j (every `recurrent` leaf's last axis,
-                                          G*H wide) feeds unit j % H only
-    carry' = emit(params, state', x)      position-wise: no state of an earlier step
+                                          G*H wide) feeds unit j % H only, except DENSE
+                                          leaves, which may feed every unit
+    carry' = emit(params, state', x, ctx) position-wise: no state of an earlier step
+                                          (the new context included)
 
 `cells()` finds every module of jaxdl.models with a CELL, so adding a cell is one
 module (plus conf/model/<name>.yaml and its tests): docs/cells.md.
@@ -63,18 +70,35 @@ from typing import Callable, NamedTuple
 import jax
 
 
+DENSE = "dense"
+"""The `Elementwise.recurrent` flag of a leaf that enters rec through every unit (a
+convolution of the inputs before the recurrence: x' feeds every unit's gates). Its influence
+on the state is [k, H, *leaf.shape], not [k, *leaf.shape]: exact, at H times the memory."""
+
+
+def _no_context(carry):
+    return ()
+
+
 class Elementwise(NamedTuple):
     """The element-wise structure of a cell's step (see the module docstring).
 
     split(carry) -> state                 the k recurrent components, each [B, H]
-    rec(params, state, x [B, D]) -> state the element-wise recurrence
-    emit(params, state, x) -> carry       the whole carry from the new state
-    recurrent(params) -> tuple of bool    per leaf (jax.tree.leaves order): enters rec
+    rec(params, state, x [B, D], ctx=()) -> state   the element-wise recurrence
+    emit(params, state, x, ctx=()) -> carry         the whole carry from the new state
+    recurrent(params) -> tuple            per leaf (jax.tree.leaves order): False (acts
+                                          through emit only, at the current step), True
+                                          (enters rec, column j feeding unit j % H) or
+                                          DENSE (enters rec through every unit)
+    context(carry) -> ctx                 the previous carry's part rec and emit read
+                                          besides the state: a pytree no parameter acts on
+                                          over time (default: ())
     """
     split: Callable
     rec: Callable
     emit: Callable
     recurrent: Callable
+    context: Callable = _no_context
 
 
 class Cell(NamedTuple):

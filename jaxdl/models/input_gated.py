@@ -23,7 +23,7 @@ from jaxdl.models.products import compute_dtype_of
 def input_gated_cell(name: str, label: str, gates: Callable, G: int, init: Callable, params: type) -> Cell:
     """The Cell of h_t = a_t * h_{t-1} + b_t with (a_t, b_t) = gates(params, x_t [.., D],
     compute_dtype) -> ([.., H], [.., H]); label names the cell in error messages."""
-    def recur(p, state, x):
+    def recur(p, state, x, ctx=()):
         (h,) = state
         a, b = gates(p, x, None)
         return (a * h + b,)
@@ -40,7 +40,7 @@ def input_gated_cell(name: str, label: str, gates: Callable, G: int, init: Calla
         hs = linear_recurrence(a, b, carry[0], form)
         return hs, (hs[-1],)
 
-    elementwise = Elementwise(split=tuple, rec=recur, emit=lambda p, state, x: tuple(state),
+    elementwise = Elementwise(split=tuple, rec=recur, emit=lambda p, state, x, ctx=(): tuple(state),
                               recurrent=lambda p: (True, True))
     return Cell(
         name=name, init=init,

@@ -105,7 +105,7 @@ def _read(params, h_re, h_im, x, cd):
     return matmul(h_re, params.c_re, cd) - matmul(h_im, params.c_im, cd) + _feed(params, x, cd)
 
 
-def _rec(params, state, x):
+def _rec(params, state, x, ctx=()):
     """One step of the complex recurrence on (h_re, h_im)."""
     h_re, h_im = state
     l_re, l_im = lru_lambda(params)
@@ -113,7 +113,7 @@ def _rec(params, state, x):
     return l_re * h_re - l_im * h_im + u_re, l_re * h_im + l_im * h_re + u_im
 
 
-def _emit(params, state, x):
+def _emit(params, state, x, ctx=()):
     h_re, h_im = state
     return (_read(params, h_re, h_im, x, None), h_re, h_im)
 

@@ -31,11 +31,12 @@ from jaxdl.models.remat import remat_scan, segment_length
 
 
 def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell: str = "lstm",
-             dtype=jnp.float32, block: str | None = None, **options):
+             dtype=jnp.float32, block: str | None = None, conv: int = 0, **options):
     """Params {"layers": [cell params per layer], "readout": dense params}. `dtype` is the
     parameters' (master weights') dtype; the compute dtype is an apply argument.
     block: None | "none" | "glu" | "mlp": every layer is the cell inside the LRU paper's
-    block (jaxdl.models.block). options: the cell's init options (Cell.options, e.g.
+    block (jaxdl.models.block). conv: 0 or K, a causal convolution of K steps before each
+    block's recurrence (blocks only). options: the cell's init options (Cell.options, e.g.
     forget_bias for the LSTM)."""
     if layers < 1:
         raise ValueError(f"layers must be >= 1, got {layers}")
@@ -44,11 +45,14 @@ def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell:
     if unknown:
         raise ValueError(f"cell {cell!r} takes no option {sorted(unknown)} (it takes {list(c.options) or 'none'}); "
                          f"remove {', '.join(sorted(unknown))}")
+    if conv and block in (None, "none"):
+        raise ValueError(f"model.conv={conv}: the causal convolution is part of a block; set model.block=glu|mlp "
+                         "or model.conv=0")
     if block not in (None, "none"):
         from jaxdl.models.block import BLOCKS
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; use one of {['none', *BLOCKS]} (set model.block=none)")
-        c, options = BLOCKS[block], {**options, "inner": cell}
+        c, options = BLOCKS[block], {**options, "inner": cell, **({"conv": conv} if conv else {})}
     keys = jax.random.split(key, layers + 1)
     stack = [c.init(keys[i], in_dim if i == 0 else hidden, hidden, dtype, **options) for i in range(layers)]
     return {"layers": stack, "readout": dense_init(keys[-1], hidden, out_dim, dtype)}

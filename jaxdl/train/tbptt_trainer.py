@@ -35,15 +35,15 @@ def stream_apply(task: SeqTask, model: RecurrentConfig):
 
 
 def init_params(key, task: SeqTask, model: RecurrentConfig, hp: dict):
-    """The stack's params for the task's sizes (model.block around every layer); the cell's
-    init options set in model (CELL_OPTIONS); a population member's model.forget_bias (hp)
-    wins over model.forget_bias."""
+    """The stack's params for the task's sizes (model.block around every layer, with
+    model.conv's convolution inside); the cell's init options set in model (CELL_OPTIONS);
+    a population member's model.forget_bias (hp) wins over model.forget_bias."""
     options = {k: getattr(model, k) for k in CELL_OPTIONS if getattr(model, k) is not None}
     fb = hp.get("model.forget_bias", model.forget_bias)
     if fb is not None:
         options["forget_bias"] = fb
     return rnn_init(key, task.in_dim, model.hidden, task.out_dim, model.layers, model.name,
-                    block=model.block, **options)
+                    block=model.block, conv=model.conv, **options)
 
 
 def evaluate_stream(apply_fn, metrics_fn, init_carry, reset, params, batches: Batch) -> dict:
