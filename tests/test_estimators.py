@@ -225,7 +225,8 @@ def test_snap1_n_steps_at_once_equal_its_steps_in_turn(x64, cell, layers):
     from jaxdl.estimators.online import run_steps
     params, data, carry0 = _problem(cell, layers, key=5)
     data = _held_weighted(data)
-    est = get_estimator("snap1", XENT)
+    from jaxdl.estimators.snap1 import snap1
+    est = snap1(XENT, min_chunk=1)
     in_turn = jax.jit(lambda *a: run_steps(est._replace(steps=None), *a))
     carry, st, _, _ = in_turn(params, carry0, est.init(params, B), *data)
     assert float(jnp.abs(jax.tree.leaves(st)[0]).max()) > 1e-2
