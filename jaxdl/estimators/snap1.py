@@ -42,6 +42,13 @@ still is, the lower layer's is not.
 Cost per step and stream: about 2k + 2 forward passes of the stack (time O(k p), O(H^2) for
 a layer of H units, as backprop); memory k x p. On a CPU the B x k x p influence's memory
 traffic is the price, so the step is batched where it touches M: see `snap1`.
+
+An update's n steps at once (`Estimator.steps`, what the online trainer runs; `_chunk`): the
+parameters are fixed within an update and, per stream and unit, the update of M is linear
+with k x k blocks, so M_n and the n steps' summed gradient are M_0 mixed by per-unit factors
+(one backward recursion over the steps on [B, k + 1, k, H] numbers) plus vjps of the stages
+at the carries kept from the forward pass: M is read and written once per update instead of
+read three times and written once per step (exact: equal to the per-step form, float64).
 """
 from __future__ import annotations
 
@@ -349,26 +356,41 @@ def _chunk(p, M, c, new, h_in, Js, gs, real):
     A = {K: _spread(lam[:, k], K) for K in widths}                              # [B, k, K]
     Phi = {K: _spread(lam[:, :k], K) for K in widths}                          # [B, k, k, K]
     g = jax.tree.map(lambda *Ml: _gradient(A[_width(Ml[0])], Ml), *M)
-    R = [jax.tree.map(jnp.zeros_like, Ma) for Ma in M]
-    for (outs, fn), now, ct in zip(stages, stage_carries(p, c, new), cts):
-        m = len(outs)
 
-        def f(pp, cc, hh, fn=fn):                # the stage over the leading axes of cc, hh
-            run = lambda ci, hi: _stage_fn(fn, hi)(pp, ci, jnp.matmul)
-            for _ in range(hh.ndim - 1):
-                run = jax.vmap(run)
-            return run(cc, hh)
-        _, vjp = jax.vjp(lambda pp: f(pp, now, h_in), p)
-        g = jax.tree.map(jnp.add, g, vjp(tuple(ct[:, :, k, r] for r in range(m)))[0])
+    def f(pp, cc, nn, hh):          # every stage over the leading axes of cc, nn, hh -> per stage its outputs
+        def run(ci, ni, hi):
+            rec, h1 = _shared_rec(), hi[None]
+            nows = stage_carries(p, _one(ci), _one(ni))        # unchanged components: the same arrays
+            return tuple(_unone(fn(pp, now, h1, rec)) for (_, fn), now in zip(stages, nows))
+        for _ in range(hh.ndim - 1):
+            run = jax.vmap(run)
+        return run(cc, nn, hh)
+    row = lambda cts, a: tuple(tuple(x[..., a, r, :] for r in range(x.shape[-2])) for x in cts)
+    _, vjp = jax.vjp(lambda pp: f(pp, c, new, h_in), p)
+    g = jax.tree.map(jnp.add, g, vjp(row(cts, k))[0])
 
-        def per_stream(cb, hb, ctb):             # one stream's [n, ...]: its k rows' sums over t
-            _, vjp = jax.vjp(lambda pp: f(pp, cb, hb), p)
-            return jax.vmap(lambda ca: vjp(tuple(ca[:, r] for r in range(m)))[0], in_axes=1)(ctb[:, :k])
-        Rs = jax.vmap(per_stream, in_axes=(1, 1, 1), out_axes=1)(now, h_in, ct)   # leaves [k, B, *leaf]
-        R = [jax.tree.map(lambda Ra, a2, a=a: Ra + _unit_major(_vjp_layout(a2[a], 1)), R[a], Rs) for a in range(k)]
+    def per_stream(cb, nb, hb, ctb):     # one stream's [n, ...]: its k rows' sums over t
+        _, vjp = jax.vjp(lambda pp: f(pp, cb, nb, hb), p)
+        return jax.vmap(lambda ca: vjp(row(ca, slice(None)))[0], in_axes=1)(tuple(x[:, :k] for x in ctb))
+    Rs = jax.vmap(per_stream, in_axes=1, out_axes=1)(c, new, h_in, cts)       # leaves [k, B, *leaf]
+    R = [jax.tree.map(lambda x, a=a: _unit_major(_vjp_layout(x[a], 1)), Rs) for a in range(k)]
     mix = lambda Ra, *Mb, a: sum(_per_unit(Phi[_width(Mb[b])][:, a, b], Mb[b]) for b in range(k)) + Ra
     Mn = tuple(jax.tree.map(lambda Ra, *Mb, a=a: mix(Ra, *Mb, a=a), R[a], *M) for a in range(k))
     return Mn, g
+
+
+def _shared_rec():
+    """A rec (jaxdl.models.cell) that forms h @ wh once per (h, wh) pair of arrays: stages
+    that read the same unchanged h (the LSTM's two) share one product, so a vjp in wh sums
+    their cotangents first and forms one outer product instead of one per stage."""
+    memo = {}
+
+    def rec(h, w):
+        key = (id(h), id(w))
+        if key not in memo:
+            memo[key] = (h, w, h @ w)          # h and w kept: their ids stay theirs
+        return memo[key][2]
+    return rec
 
 
 def _gradient(coef, Ms):
