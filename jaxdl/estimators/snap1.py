@@ -202,7 +202,10 @@ def snap1(objective, min_chunk: int = MIN_CHUNK) -> Estimator:
     per component and leaf one product batched over the columns j, reading M once. On a
     held step the gradient still reads the unheld M_t: the M_{t-1} part through the whole
     step's diagonal blocks D_t (the product of its stages'), the I_t part as the vjp of the
-    batched layer step with the cotangent dL/ds_t (computed only then)."""
+    batched layer step with the cotangent dL/ds_t (computed only then).
+
+    `steps` (what the online trainer runs for an update) takes n >= min_chunk steps at once
+    (`_chunk`: M read and written once per update) and runs `step` in a scan below."""
 
     def step(params, carry, est, x, y, w, m):
         layers = params["layers"]
