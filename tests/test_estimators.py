@@ -215,6 +215,29 @@ def test_snap1_equals_its_definition_with_a_weighted_held_step(x64, layers):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("cell,layers", [("lstm", 2), ("gru", 1)])
+def test_snap1_n_steps_at_once_equal_its_steps_in_turn(x64, cell, layers):
+    """SnAp-1's form for n steps at once (what the online trainer runs: M touched once per
+    update) gives what its per-step form gives over the same steps, added (float64, 1e-10):
+    the gradient of every leaf, the new influence and carry, the sums; from a nonzero carry
+    and a nonzero influence (the same steps run once before), with a held step whose loss
+    counts."""
+    from jaxdl.estimators.online import run_steps
+    params, data, carry0 = _problem(cell, layers, key=5)
+    data = _held_weighted(data)
+    from jaxdl.estimators.snap1 import snap1
+    est = snap1(XENT, min_chunk=1)
+    in_turn = jax.jit(lambda *a: run_steps(est._replace(steps=None), *a))
+    carry, st, _, _ = in_turn(params, carry0, est.init(params, B), *data)
+    assert float(jnp.abs(jax.tree.leaves(st)[0]).max()) > 1e-2
+    want = in_turn(params, carry, st, *data)
+    got = jax.jit(est.steps)(params, carry, st, *data)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        assert float(jnp.abs(b).max()) > 1e-3
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+
+
 @pytest.mark.parametrize("name", sorted(n for n, c in cells().items() if c.stages))
 def test_cell_stages_in_turn_equal_the_step(x64, name):
     """A cell's stages (what SnAp-1 mirrors to update its influence in place), run in turn on

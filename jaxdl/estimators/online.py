@@ -36,12 +36,35 @@ class Estimator(NamedTuple):
     step(params, carry, est, x [B, ...], y [B, ...], weight [B], mask [B])
         -> (carry, est, grads, sums)          grads: sum over streams of w * dL_t/dparams
                                              (a params pytree); sums: {metric: sum of w * value}
+    steps(params, carry, est, xs [n, B, ...], ys [n, B, ...], weights [n, B], masks [n, B])
+        -> (carry, est, grads, sums)          n steps with the parameters fixed, grads and sums
+                                             added over them: what n calls of step give (None:
+                                             the trainer scans step; `run_steps`)
     name: "rtrl" | "uoro" | "snap1"
     """
     name: str
     init: Callable
     reset: Callable
     step: Callable
+    steps: Callable | None = None
+
+
+def run_steps(est: Estimator, params, carry, state, xs, ys, weights, masks):
+    """n estimator steps with the parameters fixed ([n, B, ...] inputs) -> (carry, state,
+    grads, sums), grads and sums added over the steps: est.steps where the estimator has a
+    form for n steps at once, else est.step in a scan."""
+    if est.steps is not None:
+        return est.steps(params, carry, state, xs, ys, weights, masks)
+
+    def body(acc, inp):
+        carry, state, g, sums = acc
+        carry, state, g1, s1 = est.step(params, carry, state, *inp)
+        add = lambda a, b: jax.tree.map(jnp.add, a, b)
+        return (carry, state, add(g, g1), add(sums, s1)), None
+    first = jax.tree.map(lambda a: a[0], (xs, ys, weights, masks))
+    shapes = jax.eval_shape(lambda: est.step(params, carry, state, *first))
+    zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)
+    return jax.lax.scan(body, (carry, state, zeros(shapes[2]), zeros(shapes[3])), (xs, ys, weights, masks))[0]
 
 
 def _one(tree):

@@ -27,6 +27,7 @@ import optax
 from jaxdl.data.batch import Batch, time_rows
 from jaxdl.data.prepared import SeqTask
 from jaxdl.estimators import ESTIMATORS, get_estimator, rtrl_memory_bytes
+from jaxdl.estimators.online import run_steps
 from jaxdl.models.cell import get_cell
 from jaxdl.models.rnn import rnn_carry
 from jaxdl.objectives import get_objective
@@ -104,18 +105,9 @@ def make_online(est, opt: optax.GradientTransformation, T: int, every: int, rese
             seq = jax.lax.cond(now, lambda s: fresh_seq(params, s), lambda s: s, seq)
         carry, est_state = seq
         chunk = jax.tree.map(lambda a: time_rows(a, n, u * every, every), batches)
-
-        def step(acc, b):
-            carry, est_state, g, sums, wsum = acc
-            carry, est_state, g1, s1 = est.step(params, carry, est_state, encode(b.x), b.y, b.weight, b.mask)
-            add = lambda a, b: jax.tree.map(jnp.add, a, b)
-            return (carry, est_state, add(g, g1), add(sums, s1), wsum + b.weight.sum()), None
-
-        b0 = jax.tree.map(lambda a: a[0], chunk)
-        shapes = jax.eval_shape(lambda: est.step(params, carry, est_state, encode(b0.x), b0.y, b0.weight, b0.mask))
-        zeros = lambda t: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), t)
-        acc = (carry, est_state, zeros(shapes[2]), zeros(shapes[3]), jnp.zeros((), b0.weight.dtype))
-        (carry, est_state, g, sums, wsum), _ = jax.lax.scan(step, acc, chunk)
+        carry, est_state, g, sums = run_steps(est, params, carry, est_state, encode(chunk.x), chunk.y,
+                                              chunk.weight, chunk.mask)
+        wsum = chunk.weight.sum()
         g = jax.tree.map(lambda a: a / jnp.maximum(wsum, 1.0), g)
         upd, opt_state = opt.update(g, opt_state, params)
         params = optax.apply_updates(params, upd)
