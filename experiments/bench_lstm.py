@@ -1,7 +1,9 @@
 """One LSTM training step (forward, backward, Adam update) with a Dense readout on
 every step, B=32 T=100 D=32 (--batch), against peers measured in the same run:
 Flax nn.RNN(OptimizedLSTMCell), a plain lax.scan LSTM with autodiff, Keras 3 on
-JAX, and PyTorch nn.LSTM. Prints median times and ratios to the fastest.
+JAX, PyTorch nn.LSTM, and jaxdl_rows_left (jaxdl with its per-step recurrent products
+in the [B, K] x [K, N] form at every size, jaxdl.models.products.weight_left).
+Prints median times and ratios to the fastest.
 Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 
     ./launch.sh bench experiments/bench_lstm.py [--hidden 128 512] [--reps 15]
@@ -176,6 +178,10 @@ def run_peer(peer, H, reps, x_tm, y_tm):
     """Seconds per training step of one peer at hidden size H (reps timings after a warm-up)."""
     xb, yb = jnp.swapaxes(x_tm, 0, 1), jnp.swapaxes(y_tm, 0, 1)
     if peer == "jaxdl":
+        return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
+    if peer == "jaxdl_rows_left":   # jaxdl with every per-step product rows-left ([B, K] x [K, N])
+        import jaxdl.models.products as products
+        products.WEIGHT_LEFT_MIN = 1 << 30
         return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
     if peer == "jaxdl_hoist":
         return bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, reps)
