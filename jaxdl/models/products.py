@@ -71,11 +71,12 @@ def weight_left(k: int, n: int) -> bool:
 def matmul_weight_left(a, w_t, cd):
     """a [B, K] @ w [K, N] computed as (w_t [N, K] @ a^T [K, B])^T, w_t = w^T formed once by
     the caller (outside a loop): the same numbers with the weight as the left operand and
-    the small dimension last. a^T is materialised behind an optimization barrier, since
-    XLA would otherwise fold the transpose into the dot's dimension numbers ([B, K] x [N, K]^T,
-    no faster than a @ w); the [N, B] result's transpose fuses into its consumer."""
+    the small dimension last. The operand a^T and the [N, B] product sit behind optimization
+    barriers: XLA's simplifier would otherwise fold either transpose into the dot's dimension
+    numbers and run a form as slow as a @ w ([B, K] x [N, K]^T, or a^T's rows contracted
+    against w_t with the [B, N] result)."""
     a_t = jax.lax.optimization_barrier(a.T)
-    return matmul(w_t, a_t, cd).T
+    return jax.lax.optimization_barrier(matmul(w_t, a_t, cd)).T
 
 
 def contract_lead(a, b, cd):
