@@ -12,7 +12,7 @@ Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 With jaxdl and torch among the peers, a last table gives jaxdl's speed relative to
 PyTorch per size (PyTorch's time / jaxdl's, the median of the per-round ratios), on this
 machine's CPU and, where a GPU is present (CUDA for both), on the GPU; the other column
-stays empty.
+stays empty. With jaxdl_rows_left among them too, a last column gives its ratio likewise.
 
 Each (peer, size, round) runs in a fresh Python process by default, in interleaved
 rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's
@@ -181,8 +181,11 @@ def run_peer(peer, H, reps, x_tm, y_tm):
         return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
     if peer == "jaxdl_rows_left":   # jaxdl with every per-step product rows-left ([B, K] x [K, N])
         import jaxdl.models.products as products
-        products.WEIGHT_LEFT_MIN = 1 << 30
-        return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
+        saved, products.WEIGHT_LEFT_MIN = products.WEIGHT_LEFT_MIN, 1 << 30
+        try:   # restored for the peers after it (--in-process)
+            return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
+        finally:
+            products.WEIGHT_LEFT_MIN = saved
     if peer == "jaxdl_hoist":
         return bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, reps)
     if peer == "autodiff_scan":
@@ -254,7 +257,7 @@ def main(argv=None):
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
           f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}")
-    results, sweep = {}, {}
+    results, sweep, rows_left = {}, {}, {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
     a.peers = [k for k in a.peers if k != "torch" or have_torch]
@@ -268,6 +271,8 @@ def main(argv=None):
                 rounds[k].append(statistics.median(t))
         if "jaxdl" in rounds and "torch" in rounds:
             sweep[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl"], rounds["torch"]))
+        if "jaxdl_rows_left" in rounds and "torch" in rounds:
+            rows_left[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl_rows_left"], rounds["torch"]))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items() if v}
         low = {k: min(v) * 1e3 for k, v in times.items() if v}
         best = min(med.values())
@@ -282,11 +287,13 @@ def main(argv=None):
         print(f"\njaxdl's speed relative to PyTorch (PyTorch's time / jaxdl's; median of {a.rounds} round ratios), "
               f"B={B} T={T} D={D}; threads={a.threads or 'default'}; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        print("| H | jaxdl ms | PyTorch ms | CPU | GPU |\n|---|---|---|---|---|")
+        extra = " jaxdl_rows_left, CPU |" if rows_left else ""
+        print(f"| H | jaxdl ms | PyTorch ms | CPU | GPU |{extra}\n|---|---|---|---|---|{'---|' if extra else ''}")
         for H, r in sweep.items():
             m = results[H]["median_ms"]
             cpu, gpu_col = ("", f"{r:.2f}x") if gpu else (f"{r:.2f}x", "")
-            print(f"| {H} | {m['jaxdl']:.1f} | {m['torch']:.1f} | {cpu} | {gpu_col} |")
+            col = f" {rows_left[H]:.2f}x |" if H in rows_left and not gpu else (" |" if extra else "")
+            print(f"| {H} | {m['jaxdl']:.1f} | {m['torch']:.1f} | {cpu} | {gpu_col} |{col}")
     if have_torch and jax.default_backend() == "cpu":
         agr = agreement_with_torch()
         print("\njaxdl vs torch.nn.LSTM, identical weights, max abs diff:", json.dumps(agr))
