@@ -60,16 +60,22 @@ def jax_step_fn(scan, hoist=None):
     return step, opt
 
 
+def clock():
+    """The timer: wall time, or with BENCH_CLOCK=cpu (--clock cpu) the process's CPU time
+    (all its threads), which a loaded machine disturbs far less on one pinned core."""
+    return time.process_time() if os.environ.get("BENCH_CLOCK") == "cpu" else time.perf_counter()
+
+
 def time_steps(step, p, o, x, y, reps):
     """Seconds per call of a jitted (params, opt_state, x, y) -> (params, opt_state, loss), after one warm-up."""
     p, o, l = step(p, o, x, y)
     jax.block_until_ready(l)
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         p, o, l = step(p, o, x, y)
         jax.block_until_ready(l)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -112,9 +118,9 @@ def bench_keras(H, xb, yb, reps):
     model.train_on_batch(x, y)
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -139,10 +145,10 @@ def bench_torch(H, xb, yb, reps):
     sync()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -225,7 +231,8 @@ def pin_threads():
 
 def time_in_subprocess(peer, H, reps):
     """Run one peer in a fresh interpreter (same environment) and return its timings."""
-    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps, "--batch", B)
+    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps, "--batch", B,
+                      "--clock", os.environ.get("BENCH_CLOCK", "wall"))
 
 
 def main(argv=None):
@@ -238,6 +245,8 @@ def main(argv=None):
                     help="pin each worker to this many cores (both peers; torch.set_num_threads too); "
                          "0: each library's default, all cores")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per peer (noise)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="time each step by wall time or by the process's CPU time (all threads)")
     ap.add_argument("--peers", nargs="+", default=["jaxdl", "jaxdl_hoist", "autodiff_scan", "flax", "keras", "torch"])
     ap.add_argument("--in-process", action="store_true", help="time every peer in this process")
     ap.add_argument("--json", default=None, help="write results here")
@@ -246,6 +255,7 @@ def main(argv=None):
     B = a.batch
     if a.threads:   # inherited by the workers
         os.environ["BENCH_THREADS"] = str(a.threads)
+    os.environ["BENCH_CLOCK"] = a.clock
     if a.worker:  # child process: one peer, one size; print its timings as JSON
         pin_threads()
         set_torch_threads()
@@ -256,7 +266,7 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; B={B} T={T} D={D}; "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
-          f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}")
+          f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}; clock={a.clock}")
     results, sweep, rows_left = {}, {}, {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
