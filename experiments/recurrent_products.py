@@ -23,6 +23,7 @@ import json
 import os
 import statistics
 import time
+from functools import partial
 
 from fresh_process import run_worker
 
@@ -44,8 +45,8 @@ def measure(H, B, S, reps):
 
     forms = {   # each step's output feeds the next step's product
         "forward rows_left": (lambda w, h: scan(lambda h: jnp.tanh((h @ w)[:, :H]), h), h0),
-        "forward weight_left": (lambda w, h: scan(
-            lambda h: jnp.tanh(matmul_weight_left(h, w.T, None)[:, :H]), h), h0),
+        "forward weight_left": (lambda w, h: scan(   # Wh^T formed outside the loop, as jaxdl does
+            partial(lambda w_t, h: jnp.tanh(matmul_weight_left(h, w_t, None)[:, :H]), w.T), h), h0),
         "backward rows_left": (lambda w, d: scan(lambda d: jnp.tile(jnp.tanh(d @ w.T), (1, 4)), d), dz0),
         "backward weight_left": (lambda w, d: scan(
             lambda d: jnp.tile(jnp.tanh(matmul_weight_left(d, w, None)), (1, 4)), d), dz0),
