@@ -62,9 +62,9 @@ WEIGHT_LEFT_MIN = 256
 def weight_left(k: int, n: int) -> bool:
     """Whether a per-step [B, K] x [K, N] product with small B runs weight-left: on the CPU
     when K or N is at least WEIGHT_LEFT_MIN. XLA:CPU's [B, K] x [K, N] product with B = 32
-    rows runs at 0.4-0.7x the GFLOP/s of the same product written [N, K] x [K, B] (the small
-    dimension last) from K = 256 on (one core: 64 -> 159 GFLOP/s at K = 1024); below that
-    the plain form is as fast or faster."""
+    rows runs at 0.4-0.9x the GFLOP/s of the same product written [N, K] x [K, B] (the small
+    dimension last) from K = 256 on (one core: 67 against 161 GFLOP/s at K = 1024, N = 4K);
+    below that the plain form is as fast or faster (docs/performance.md, Per-step products)."""
     return jax.default_backend() == "cpu" and max(k, n) >= WEIGHT_LEFT_MIN
 
 
