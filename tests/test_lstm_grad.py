@@ -115,3 +115,12 @@ def test_last_step_readout_equals_every_step_readout_at_the_end():
     short, _ = rnn_apply(params, xs[:4, 1:], rnn_carry(params, 1))
     np.testing.assert_allclose(last_m[1], short[-1, 0], rtol=1e-5)
     np.testing.assert_allclose(last_m[0], every[-1, 0], rtol=1e-6)
+
+
+def test_weight_left_form_is_chosen_by_hidden_size():
+    """On the CPU the per-step products run weight-left from WEIGHT_LEFT_MIN units, judged by
+    H for both the forward's [H, 4H] and the backward's [4H, H] weight (not by 4H)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the weight-left form is a CPU rule")
+    for H, want in ((64, False), (128, False), (255, False), (256, True), (1024, True)):
+        assert products.weight_left(H, 4 * H) is want and products.weight_left(4 * H, H) is want, H

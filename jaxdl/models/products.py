@@ -54,18 +54,20 @@ def matmul(a, w, cd):
     return jnp.matmul(a.astype(cd), w.astype(cd), preferred_element_type=acc)
 
 
-# From this K or N of a per-step [B, K] x [K, N] recurrent product on, the CPU runs it
-# weight-left (matmul_weight_left); experiments/recurrent_products.py measures both forms.
+# From this hidden size on (the smaller of K and N of a per-step [B, K] x [K, N] recurrent
+# product), the CPU runs it weight-left (matmul_weight_left); experiments/recurrent_products.py
+# measures both forms.
 WEIGHT_LEFT_MIN = 256
 
 
 def weight_left(k: int, n: int) -> bool:
     """Whether a per-step [B, K] x [K, N] product with small B runs weight-left: on the CPU
-    when K or N is at least WEIGHT_LEFT_MIN. XLA:CPU's [B, K] x [K, N] product with B = 32
+    when both K and N are at least WEIGHT_LEFT_MIN (an LSTM's [H, 4H] weight: H >= 256).
+    XLA:CPU's [B, K] x [K, N] product with B = 32
     rows runs at 0.4-0.9x the GFLOP/s of the same product written [N, K] x [K, B] (the small
     dimension last) from K = 256 on (one core: 67 against 161 GFLOP/s at K = 1024, N = 4K);
     below that the plain form is as fast or faster (docs/performance.md, Per-step products)."""
-    return jax.default_backend() == "cpu" and max(k, n) >= WEIGHT_LEFT_MIN
+    return jax.default_backend() == "cpu" and min(k, n) >= WEIGHT_LEFT_MIN
 
 
 def matmul_weight_left(a, w_t, cd):
