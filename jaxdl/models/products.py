@@ -63,10 +63,10 @@ WEIGHT_LEFT_MIN = 256
 def weight_left(k: int, n: int) -> bool:
     """Whether a per-step [B, K] x [K, N] product with small B runs weight-left: on the CPU
     when both K and N are at least WEIGHT_LEFT_MIN (an LSTM's [H, 4H] weight: H >= 256).
-    XLA:CPU's [B, K] x [K, N] product with B = 32
-    rows runs at 0.4-0.9x the GFLOP/s of the same product written [N, K] x [K, B] (the small
-    dimension last) from K = 256 on (one core: 67 against 161 GFLOP/s at K = 1024, N = 4K);
-    below that the plain form is as fast or faster (docs/performance.md, Per-step products)."""
+    From there XLA:CPU's [B, K] x [K, N] product with B = 32 rows runs at 0.4-0.9x the
+    GFLOP/s of the same product written [N, K] x [K, B] (one core: 67 against 161 GFLOP/s
+    at H = 1024); below it the plain form is as fast or faster (docs/performance.md,
+    "Per-step products")."""
     return jax.default_backend() == "cpu" and min(k, n) >= WEIGHT_LEFT_MIN
 
 
