@@ -1,7 +1,9 @@
 """One LSTM training step (forward, backward, Adam update) with a Dense readout on
 every step, B=32 T=100 D=32 (--batch), against peers measured in the same run:
 Flax nn.RNN(OptimizedLSTMCell), a plain lax.scan LSTM with autodiff, Keras 3 on
-JAX, and PyTorch nn.LSTM. Prints median times and ratios to the fastest.
+JAX, PyTorch nn.LSTM, and jaxdl_rows_left (jaxdl with its per-step recurrent products
+in the [B, K] x [K, N] form at every size, jaxdl.models.products.weight_left).
+Prints median times and ratios to the fastest.
 Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 
     ./launch.sh bench experiments/bench_lstm.py [--hidden 128 512] [--reps 15]
@@ -10,7 +12,7 @@ Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 With jaxdl and torch among the peers, a last table gives jaxdl's speed relative to
 PyTorch per size (PyTorch's time / jaxdl's, the median of the per-round ratios), on this
 machine's CPU and, where a GPU is present (CUDA for both), on the GPU; the other column
-stays empty.
+stays empty. With jaxdl_rows_left among them too, a last column gives its ratio likewise.
 
 Each (peer, size, round) runs in a fresh Python process by default, in interleaved
 rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's
@@ -58,16 +60,22 @@ def jax_step_fn(scan, hoist=None):
     return step, opt
 
 
+def clock():
+    """The timer: wall time, or with BENCH_CLOCK=cpu (--clock cpu) the process's CPU time
+    (all its threads), which a loaded machine disturbs far less on one pinned core."""
+    return time.process_time() if os.environ.get("BENCH_CLOCK") == "cpu" else time.perf_counter()
+
+
 def time_steps(step, p, o, x, y, reps):
     """Seconds per call of a jitted (params, opt_state, x, y) -> (params, opt_state, loss), after one warm-up."""
     p, o, l = step(p, o, x, y)
     jax.block_until_ready(l)
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         p, o, l = step(p, o, x, y)
         jax.block_until_ready(l)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -110,9 +118,9 @@ def bench_keras(H, xb, yb, reps):
     model.train_on_batch(x, y)
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         model.train_on_batch(x, y)
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -137,10 +145,10 @@ def bench_torch(H, xb, yb, reps):
     sync()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         step()
         sync()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return times
 
 
@@ -177,6 +185,13 @@ def run_peer(peer, H, reps, x_tm, y_tm):
     xb, yb = jnp.swapaxes(x_tm, 0, 1), jnp.swapaxes(y_tm, 0, 1)
     if peer == "jaxdl":
         return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
+    if peer == "jaxdl_rows_left":   # jaxdl with every per-step product rows-left ([B, K] x [K, N])
+        import jaxdl.models.products as products
+        saved, products.WEIGHT_LEFT_MIN = products.WEIGHT_LEFT_MIN, 1 << 30
+        try:   # restored for the peers after it (--in-process)
+            return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
+        finally:
+            products.WEIGHT_LEFT_MIN = saved
     if peer == "jaxdl_hoist":
         return bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, reps)
     if peer == "autodiff_scan":
@@ -216,7 +231,8 @@ def pin_threads():
 
 def time_in_subprocess(peer, H, reps):
     """Run one peer in a fresh interpreter (same environment) and return its timings."""
-    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps, "--batch", B)
+    return run_worker(os.path.abspath(__file__), "--worker", peer, "--hidden", H, "--reps", reps, "--batch", B,
+                      "--clock", os.environ.get("BENCH_CLOCK", "wall"))
 
 
 def main(argv=None):
@@ -229,6 +245,8 @@ def main(argv=None):
                     help="pin each worker to this many cores (both peers; torch.set_num_threads too); "
                          "0: each library's default, all cores")
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per peer (noise)")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="time each step by wall time or by the process's CPU time (all threads)")
     ap.add_argument("--peers", nargs="+", default=["jaxdl", "jaxdl_hoist", "autodiff_scan", "flax", "keras", "torch"])
     ap.add_argument("--in-process", action="store_true", help="time every peer in this process")
     ap.add_argument("--json", default=None, help="write results here")
@@ -237,6 +255,7 @@ def main(argv=None):
     B = a.batch
     if a.threads:   # inherited by the workers
         os.environ["BENCH_THREADS"] = str(a.threads)
+    os.environ["BENCH_CLOCK"] = a.clock
     if a.worker:  # child process: one peer, one size; print its timings as JSON
         pin_threads()
         set_torch_threads()
@@ -247,8 +266,8 @@ def main(argv=None):
     print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}; B={B} T={T} D={D}; "
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
-          f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}")
-    results, sweep = {}, {}
+          f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}; clock={a.clock}")
+    results, sweep, rows_left = {}, {}, {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
     a.peers = [k for k in a.peers if k != "torch" or have_torch]
@@ -262,6 +281,8 @@ def main(argv=None):
                 rounds[k].append(statistics.median(t))
         if "jaxdl" in rounds and "torch" in rounds:
             sweep[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl"], rounds["torch"]))
+        if "jaxdl_rows_left" in rounds and "torch" in rounds:
+            rows_left[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl_rows_left"], rounds["torch"]))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items() if v}
         low = {k: min(v) * 1e3 for k, v in times.items() if v}
         best = min(med.values())
@@ -276,11 +297,13 @@ def main(argv=None):
         print(f"\njaxdl's speed relative to PyTorch (PyTorch's time / jaxdl's; median of {a.rounds} round ratios), "
               f"B={B} T={T} D={D}; threads={a.threads or 'default'}; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        print("| H | jaxdl ms | PyTorch ms | CPU | GPU |\n|---|---|---|---|---|")
+        extra = " jaxdl_rows_left, CPU |" if rows_left else ""
+        print(f"| H | jaxdl ms | PyTorch ms | CPU | GPU |{extra}\n|---|---|---|---|---|{'---|' if extra else ''}")
         for H, r in sweep.items():
             m = results[H]["median_ms"]
             cpu, gpu_col = ("", f"{r:.2f}x") if gpu else (f"{r:.2f}x", "")
-            print(f"| {H} | {m['jaxdl']:.1f} | {m['torch']:.1f} | {cpu} | {gpu_col} |")
+            col = f" {rows_left[H]:.2f}x |" if H in rows_left and not gpu else (" |" if extra else "")
+            print(f"| {H} | {m['jaxdl']:.1f} | {m['torch']:.1f} | {cpu} | {gpu_col} |{col}")
     if have_torch and jax.default_backend() == "cpu":
         agr = agreement_with_torch()
         print("\njaxdl vs torch.nn.LSTM, identical weights, max abs diff:", json.dumps(agr))

@@ -307,7 +307,15 @@ def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
             "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu"}
 
 
-PEERS = {"jaxdl": run_jaxdl, "torch": run_torch}
+def run_jaxdl_rows_left(*args):
+    """jaxdl with its per-step recurrent products [B, K] x [K, N] at every size (the form
+    before jaxdl.models.products.weight_left), for a before/after in one run."""
+    import jaxdl.models.products as products
+    products.WEIGHT_LEFT_MIN = 1 << 30
+    return run_jaxdl(*args)
+
+
+PEERS = {"jaxdl": run_jaxdl, "jaxdl_rows_left": run_jaxdl_rows_left, "torch": run_torch}
 
 
 def updates_per_s(r, key="epoch_s"):
@@ -350,7 +358,7 @@ def main(argv=None):
         print(json.dumps(r))
         return r
     import importlib.util
-    a.peers = [p for p in a.peers if importlib.util.find_spec({"jaxdl": "jax"}.get(p, p))]
+    a.peers = [p for p in a.peers if importlib.util.find_spec("jax" if p.startswith("jaxdl") else p)]
     if a.threads:   # inherited by the workers, which pin themselves to that many cores
         os.environ["BENCH_THREADS"] = str(a.threads)
     if a.data > 1:

@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jaxdl.models.products as products
 from jaxdl.gradcheck import gradient_check
 from jaxdl.models.lstm import lstm_init, lstm_scan, lstm_scan_reference
 from jaxdl.models.rnn import rnn_apply, rnn_apply_last, rnn_carry, rnn_init
@@ -21,6 +22,14 @@ def _setup(T=5, B=3, D=4, H=6, dtype=jnp.float64):
     return p, xs, (h0, c0), w
 
 
+@pytest.fixture(params=["rows_left", "weight_left"])
+def form(request, monkeypatch):
+    """Both forms of the per-step recurrent products (jaxdl.models.products.weight_left):
+    the size from which the CPU runs them weight-left set to 1 (every size) or out of reach."""
+    monkeypatch.setattr(products, "WEIGHT_LEFT_MIN", 1 if request.param == "weight_left" else 1 << 30)
+    return request.param
+
+
 def _loss(scan, w, mask=None, hoist=None):
     def f(p, xs, carry):
         kw = {} if scan is lstm_scan_reference else {"hoist": hoist}
@@ -32,12 +41,15 @@ def _loss(scan, w, mask=None, hoist=None):
 
 @pytest.mark.parametrize("hoist", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
-def test_custom_vjp_matches_autodiff(x64, hoist, masked):
+def test_custom_vjp_matches_autodiff(x64, form, hoist, masked):
     p, xs, carry, w = _setup(T=7)
     mask = None
     if masked:
         mask = jnp.asarray(np.random.default_rng(0).random((7, 3)) > 0.3, jnp.float64)
-    ours = jax.grad(_loss(lstm_scan, w, mask, hoist), argnums=(0, 1, 2))(p, xs, carry)
+    grad = jax.grad(_loss(lstm_scan, w, mask, hoist), argnums=(0, 1, 2))
+    ours = grad(p, xs, carry)
+    # the form under test is the one traced (its transposes sit behind optimization barriers)
+    assert ("optimization_barrier" in str(jax.make_jaxpr(grad)(p, xs, carry))) == (form == "weight_left")
     ref = jax.grad(_loss(lstm_scan_reference, w, mask), argnums=(0, 1, 2))(p, xs, carry)
     for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
@@ -48,7 +60,7 @@ def test_custom_vjp_matches_autodiff(x64, hoist, masked):
         np.testing.assert_allclose(a, b, rtol=1e-12)
 
 
-def test_lstm_finite_differences_every_parameter(x64):
+def test_lstm_finite_differences_every_parameter(x64, form):
     """式6 on every parameter element, T=6 steps, nonzero initial (h, c),
     gradient also flowing into the initial state."""
     p, xs, carry, w = _setup(T=6, B=2, D=3, H=4)
@@ -103,3 +115,12 @@ def test_last_step_readout_equals_every_step_readout_at_the_end():
     short, _ = rnn_apply(params, xs[:4, 1:], rnn_carry(params, 1))
     np.testing.assert_allclose(last_m[1], short[-1, 0], rtol=1e-5)
     np.testing.assert_allclose(last_m[0], every[-1, 0], rtol=1e-6)
+
+
+def test_weight_left_form_is_chosen_by_hidden_size():
+    """On the CPU the per-step products run weight-left from WEIGHT_LEFT_MIN units, judged by
+    H for both the forward's [H, 4H] and the backward's [4H, H] weight (not by 4H)."""
+    if jax.default_backend() != "cpu":
+        pytest.skip("the weight-left form is a CPU rule")
+    for H, want in ((64, False), (128, False), (255, False), (256, True), (1024, True)):
+        assert products.weight_left(H, 4 * H) is want and products.weight_left(4 * H, H) is want, H

@@ -16,6 +16,10 @@ only the [D, 4H] result is all-reduced (a [T*B, D] reshape would gather the
 activations of every device instead). Gradients are checked against autodiff of `lstm_scan_reference`
 and against central finite differences in tests/.
 
+On the CPU from 256 units (jaxdl.models.products.weight_left) the per-step recurrent
+products run weight-left, h_{t-1} Wh as (Wh^T h_{t-1}^T)^T and dz_t Wh^T as (Wh dz_t^T)^T,
+the form XLA:CPU runs fastest with B = 32 rows; the state and everything stored stay [B, .].
+
 An optional mask [T, B] holds the state where it is 0 (padding, TBPTT windows
 that begin before the stream): h_t = h_{t-1}, c_t = c_{t-1} there.
 
@@ -42,8 +46,8 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
 from jaxdl.models.cell import Cell, sequential_only
-from jaxdl.models.products import (compute_dtype_of, contract_lead, default_hoist, matmul, member_contract,
-                                   member_matmul)
+from jaxdl.models.products import (compute_dtype_of, contract_lead, default_hoist, matmul, matmul_weight_left,
+                                   member_contract, member_matmul, weight_left)
 from jaxdl.models.remat import remat_scan, segment_length
 
 
@@ -138,11 +142,16 @@ def _forward(params, xs, h0, c0, mask, hoist, cd):
         xz = matmul(xs, wx, cd) + params.b
     else:
         xz = xs
+    if weight_left(*wh.shape):   # h @ Wh as (Wh^T h^T)^T, Wh^T [4H, H] formed once
+        wh_t = wh.T
+        rec = partial(matmul_weight_left, w_t=wh_t, cd=cd)
+    else:
+        rec = partial(matmul, w=wh, cd=cd)
 
     def step(hc, inp):
         h, c = hc
         x, m = inp
-        z = (x if hoist else matmul(x, wx, cd) + params.b) + matmul(h, wh, cd)
+        z = (x if hoist else matmul(x, wx, cd) + params.b) + rec(h)
         h2, c2, acts = _cell(z, c)
         if m is not None:
             mm = m[:, None]
@@ -160,14 +169,18 @@ def _backward(hoist, cd, res, cot):
     params, xs, h0, c0, mask, hs, cs, acts = res
     dhs, (dhT, dcT) = cot
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)       # [T, B, H]
-    wh_t = params.wh.T if cd is None else params.wh.T.astype(cd)  # [4H, H], materialised once
+    wh = params.wh if cd is None else params.wh.astype(cd)
+    if weight_left(*wh.shape):   # dz Wh^T as (Wh dz^T)^T: Wh [H, 4H] is the left operand as stored
+        rec = partial(matmul_weight_left, w_t=wh, cd=cd)
+    else:
+        rec = partial(matmul, w=wh.T, cd=cd)                         # Wh^T [4H, H], materialised once
 
     def step(dhc, inp):
         dh, dc = dhc
         dh_out, c, cp, a, m = inp
         dh = dh + dh_out
         dz, dc_prev = _cell_grad(dh, dc, c, cp, a)
-        dh_prev = matmul(dz, wh_t, cd)
+        dh_prev = rec(dz)
         if m is not None:  # a held step passes (dh, dc) straight through
             mm = m[:, None]
             dz = jnp.where(mm, dz, 0.0)

@@ -2,6 +2,7 @@
 (compute dtype None: the operands' dtype; bfloat16: bf16 inputs, float32 accumulation):
 
     matmul(a [..., K], w [K, N]) -> [..., N]
+    matmul_weight_left(a [B, K], w_t [N, K]) -> [B, N]      a @ w_t^T, run as (w_t @ a^T)^T
     contract_lead(a [..., M], b [..., N]) -> [M, N]        sum over every leading axis
     member_matmul(a [P, ..., K], w [P, K, N]) -> [P, ..., N]     one product per member
     member_contract(a [P, ..., M], b [P, ..., N]) -> [P, M, N]   contract_lead per member
@@ -51,6 +52,33 @@ def matmul(a, w, cd):
         # to bf16 and multiplying in f32 computes the same thing.
         return jnp.matmul(a.astype(cd).astype(acc), w.astype(cd).astype(acc))
     return jnp.matmul(a.astype(cd), w.astype(cd), preferred_element_type=acc)
+
+
+# From this hidden size on (the smaller of K and N of a per-step [B, K] x [K, N] recurrent
+# product), the CPU runs it weight-left (matmul_weight_left); experiments/recurrent_products.py
+# measures both forms.
+WEIGHT_LEFT_MIN = 256
+
+
+def weight_left(k: int, n: int) -> bool:
+    """Whether a per-step [B, K] x [K, N] product with small B runs weight-left: on the CPU
+    when both K and N are at least WEIGHT_LEFT_MIN (an LSTM's [H, 4H] weight: H >= 256).
+    From there XLA:CPU's [B, K] x [K, N] product with B = 32 rows runs at 0.4-0.9x the
+    GFLOP/s of the same product written [N, K] x [K, B] (one core: 67 against 161 GFLOP/s
+    at H = 1024); below it the plain form is as fast or faster (docs/performance.md,
+    "Per-step products")."""
+    return jax.default_backend() == "cpu" and min(k, n) >= WEIGHT_LEFT_MIN
+
+
+def matmul_weight_left(a, w_t, cd):
+    """a [B, K] @ w [K, N] computed as (w_t [N, K] @ a^T [K, B])^T, w_t = w^T formed once by
+    the caller (outside a loop): the same numbers with the weight as the left operand and
+    the small dimension last. The operand a^T and the [N, B] product sit behind optimization
+    barriers: XLA's simplifier would otherwise fold either transpose into the dot's dimension
+    numbers and run a form as slow as a @ w ([B, K] x [N, K]^T, or a^T's rows contracted
+    against w_t with the [B, N] result)."""
+    a_t = jax.lax.optimization_barrier(a.T)
+    return jax.lax.optimization_barrier(matmul(w_t, a_t, cd)).T
 
 
 def contract_lead(a, b, cd):
