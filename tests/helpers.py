@@ -82,6 +82,34 @@ def assert_same_checkpoint(tmp_path, a, b, step):
         np.testing.assert_array_equal(np.asarray(x[k]), np.asarray(y[k]))
 
 
+def perturbed(params, key):
+    """params with every leaf moved off its init by 0.1 * N(0, 1) (seeded by `key`), so no
+    gradient check passes on a zero or symmetric leaf."""
+    import jax
+    leaves, tdef = jax.tree.flatten(params)
+    ks = jax.random.split(jax.random.PRNGKey(key), len(leaves))
+    return jax.tree.unflatten(tdef, [a + 0.1 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, ks)])
+
+
+def held_stream(key, T, B, D, O, zero_carry, dtype=None):
+    """A random stream with one held step and a NONZERO initial carry, for the estimator tests:
+    -> ((xs [T, B, D], ys [T, B] in [0, O), w [T, B] in [0.5, 1.5), mask [T, B]), carry0).
+    Step 2 of stream 0 is held (mask 0, weight 0); carry0 has zero_carry's structure, each
+    leaf 0.5 * N(0, 1). dtype None: JAX's default float."""
+    import jax
+    import jax.numpy as jnp
+    kw = {} if dtype is None else {"dtype": dtype}
+    k = jax.random.split(jax.random.PRNGKey(key), 4)
+    xs = jax.random.normal(k[0], (T, B, D), **kw)
+    ys = jax.random.randint(k[1], (T, B), 0, O)
+    mask = jnp.ones((T, B), **kw).at[2, 0].set(0.0)
+    w = jax.random.uniform(k[2], (T, B), minval=0.5, maxval=1.5, **kw) * mask
+    leaves, tdef = jax.tree.flatten(zero_carry)
+    carry0 = jax.tree.unflatten(tdef, [0.5 * jax.random.normal(jax.random.fold_in(k[3], i), a.shape, **kw)
+                                       for i, a in enumerate(leaves)])
+    return (xs, ys, w, mask), carry0
+
+
 def online_gradient(name, params, data, carry0, key=0):
     """Run estimator `name` (xent) over a stream data = (xs [T, B, D], ys, w, mask) from carry0,
     parameters held fixed -> (the sum over steps of its per-step gradients, its final state)."""

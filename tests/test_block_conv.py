@@ -15,16 +15,10 @@ from jaxdl.models.causal_conv import ConvParams, conv_all
 from jaxdl.models.cell import cell_of
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
-from tests.helpers import online_gradient
+from tests.helpers import held_stream, online_gradient, perturbed
 
 XENT = get_objective("xent")
 K = 3
-
-
-def _perturbed(p, key):
-    leaves, tdef = jax.tree.flatten(p)
-    ks = jax.random.split(jax.random.PRNGKey(key), len(leaves))
-    return jax.tree.unflatten(tdef, [a + 0.1 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, ks)])
 
 
 def _setup(inner="mingru", block="glu", T=7, B=2, D=3, H=4, seed=0):
@@ -32,7 +26,7 @@ def _setup(inner="mingru", block="glu", T=7, B=2, D=3, H=4, seed=0):
     buffer too) and a mask that holds steps: at the start, two in a row, and one late."""
     cell = BLOCKS[block]
     ks = jax.random.split(jax.random.PRNGKey(seed), 4)
-    p = _perturbed(cell.init(ks[0], D, H, jnp.float64, inner=inner, conv=K), seed + 1)
+    p = perturbed(cell.init(ks[0], D, H, jnp.float64, inner=inner, conv=K), seed + 1)
     xs = jax.random.normal(ks[1], (T, B, D), jnp.float64)
     carry = tuple(0.5 * jax.random.normal(k, a.shape, jnp.float64)
                   for k, a in zip(jax.random.split(ks[2], 8), cell.carry(p, B)))
@@ -141,17 +135,10 @@ def test_finite_differences_every_parameter_and_carry_entry(x64):
 def _problem(layers, T=6, B=2, D=3, H=4, O=3, key=0):
     """A stack of GLU minGRU conv blocks (params perturbed), a stream with a held step and a
     NONZERO initial carry (buffers included)."""
-    params = _perturbed(rnn_init(jax.random.PRNGKey(key), D, H, O, layers, "mingru", dtype=jnp.float64,
-                                 block="glu", conv=K), 50 + key)
-    k = jax.random.split(jax.random.PRNGKey(100 + key), 4)
-    xs = jax.random.normal(k[0], (T, B, D), jnp.float64)
-    ys = jax.random.randint(k[1], (T, B), 0, O)
-    mask = jnp.ones((T, B), jnp.float64).at[2, 0].set(0.0)
-    w = jax.random.uniform(k[2], (T, B), jnp.float64, minval=0.5, maxval=1.5) * mask
-    leaves, tdef = jax.tree.flatten(rnn_carry(params, B))
-    carry0 = jax.tree.unflatten(tdef, [0.5 * jax.random.normal(jax.random.fold_in(k[3], i), a.shape, a.dtype)
-                                       for i, a in enumerate(leaves)])
-    return params, (xs, ys, w, mask), carry0
+    params = perturbed(rnn_init(jax.random.PRNGKey(key), D, H, O, layers, "mingru", dtype=jnp.float64,
+                                block="glu", conv=K), 50 + key)
+    data, carry0 = held_stream(100 + key, T, B, D, O, rnn_carry(params, B), jnp.float64)
+    return params, data, carry0
 
 
 def _bptt_grad(params, data, carry0):

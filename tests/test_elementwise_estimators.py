@@ -12,7 +12,7 @@ from jaxdl.estimators.elementwise import elementwise_memory_bytes
 from jaxdl.models.cell import cell_of
 from jaxdl.models.rnn import rnn_apply, rnn_carry, rnn_init
 from jaxdl.objectives import get_objective
-from tests.helpers import online_gradient
+from tests.helpers import held_stream, online_gradient, perturbed
 
 XENT = get_objective("xent")
 T, B, D, H, O = 6, 2, 3, 4, 3
@@ -21,19 +21,10 @@ T, B, D, H, O = 6, 2, 3, 4, 3
 def _problem(cell, layers, block=None, key=0):
     """Random float64 params (every leaf perturbed off its init), a stream with one held
     step (mask 0, weight 0) and a NONZERO initial carry of every layer."""
-    params = rnn_init(jax.random.PRNGKey(key), D, H, O, layers, cell, dtype=jnp.float64, block=block)
-    leaves, tdef = jax.tree.flatten(params)
-    ks = jax.random.split(jax.random.PRNGKey(50 + key), len(leaves))
-    params = jax.tree.unflatten(tdef, [a + 0.1 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, ks)])
-    k = jax.random.split(jax.random.PRNGKey(100 + key), 4)
-    xs = jax.random.normal(k[0], (T, B, D), jnp.float64)
-    ys = jax.random.randint(k[1], (T, B), 0, O)
-    mask = jnp.ones((T, B), jnp.float64).at[2, 0].set(0.0)
-    w = jax.random.uniform(k[2], (T, B), jnp.float64, minval=0.5, maxval=1.5) * mask
-    leaves, tdef = jax.tree.flatten(rnn_carry(params, B))
-    carry0 = jax.tree.unflatten(tdef, [0.5 * jax.random.normal(jax.random.fold_in(k[3], i), a.shape, a.dtype)
-                                       for i, a in enumerate(leaves)])
-    return params, (xs, ys, w, mask), carry0
+    params = perturbed(rnn_init(jax.random.PRNGKey(key), D, H, O, layers, cell, dtype=jnp.float64, block=block),
+                       50 + key)
+    data, carry0 = held_stream(100 + key, T, B, D, O, rnn_carry(params, B), jnp.float64)
+    return params, data, carry0
 
 
 def _bptt_loss(params, data, carry0, form="sequential"):

@@ -20,7 +20,7 @@ from jaxdl.gradcheck import numerical_gradient
 from jaxdl.models.cell import cells
 from jaxdl.models.rnn import rnn_apply, rnn_init
 from jaxdl.objectives import get_objective
-from tests.helpers import load_script, online_gradient
+from tests.helpers import held_stream, load_script, online_gradient
 
 ROOT = Path(__file__).resolve().parents[1]
 XENT = get_objective("xent")
@@ -49,16 +49,9 @@ def _problem(cell, layers, key=0, diagonal=False):
     params = rnn_init(jax.random.PRNGKey(key), D, H, O, layers, cell, dtype=jnp.float64, **opts)
     if diagonal:   # every unit sees only its own past
         params["layers"] = [p._replace(wh=p.wh * unit_mask(H, p.wh.shape[1], p.wh.dtype)) for p in params["layers"]]
-    k = jax.random.split(jax.random.PRNGKey(100 + key), 4)
-    xs = jax.random.normal(k[0], (T, B, D))
-    ys = jax.random.randint(k[1], (T, B), 0, O)
-    mask = jnp.ones((T, B)).at[2, 0].set(0.0)
-    w = jax.random.uniform(k[2], (T, B), minval=0.5, maxval=1.5) * mask
     zero = tuple(cells()[cell].carry(p, B) for p in params["layers"])
-    leaves, tdef = jax.tree.flatten(zero)
-    carry0 = jax.tree.unflatten(tdef, [0.5 * jax.random.normal(jax.random.fold_in(k[3], i), a.shape)
-                                       for i, a in enumerate(leaves)])
-    return params, (xs, ys, w, mask), carry0
+    data, carry0 = held_stream(100 + key, T, B, D, O, zero)
+    return params, data, carry0
 
 
 def _bptt_loss(params, data, carry0):
