@@ -46,8 +46,8 @@ import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
 from jaxdl.models.cell import Cell, sequential_only
-from jaxdl.models.products import (compute_dtype_of, contract_lead, default_hoist, matmul, matmul_weight_left,
-                                   member_contract, member_matmul, weight_left)
+from jaxdl.models.products import (compute_dtype_of, contract_lead, default_hoist, matmul, member_contract,
+                                   member_matmul, step_matmul)
 from jaxdl.models.remat import remat_scan, segment_length
 
 
@@ -142,11 +142,7 @@ def _forward(params, xs, h0, c0, mask, hoist, cd):
         xz = matmul(xs, wx, cd) + params.b
     else:
         xz = xs
-    if weight_left(*wh.shape):   # h @ Wh as (Wh^T h^T)^T, Wh^T [4H, H] formed once
-        wh_t = wh.T
-        rec = partial(matmul_weight_left, w_t=wh_t, cd=cd)
-    else:
-        rec = partial(matmul, w=wh, cd=cd)
+    rec = step_matmul(wh, cd)    # h @ Wh; weight-left, (Wh^T h^T)^T, from 256 units on the CPU
 
     def step(hc, inp):
         h, c = hc
@@ -170,10 +166,7 @@ def _backward(hoist, cd, res, cot):
     dhs, (dhT, dcT) = cot
     c_prev = jnp.concatenate([c0[None], cs[:-1]], axis=0)       # [T, B, H]
     wh = params.wh if cd is None else params.wh.astype(cd)
-    if weight_left(*wh.shape):   # dz Wh^T as (Wh dz^T)^T: Wh [H, 4H] is the left operand as stored
-        rec = partial(matmul_weight_left, w_t=wh, cd=cd)
-    else:
-        rec = partial(matmul, w=wh.T, cd=cd)                         # Wh^T [4H, H], materialised once
+    rec = step_matmul(wh.T, cd)  # dz Wh^T ([4H, H] materialised once); weight-left, (Wh dz^T)^T
 
     def step(dhc, inp):
         dh, dc = dhc

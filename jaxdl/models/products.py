@@ -3,6 +3,7 @@
 
     matmul(a [..., K], w [K, N]) -> [..., N]
     matmul_weight_left(a [B, K], w_t [N, K]) -> [B, N]      a @ w_t^T, run as (w_t @ a^T)^T
+    step_matmul(w [K, N], cd) -> (a [B, K] -> [B, N])       a loop's per-step a @ w, in the faster form
     contract_lead(a [..., M], b [..., N]) -> [M, N]        sum over every leading axis
     member_matmul(a [P, ..., K], w [P, K, N]) -> [P, ..., N]     one product per member
     member_contract(a [P, ..., M], b [P, ..., N]) -> [P, M, N]   contract_lead per member
@@ -12,6 +13,8 @@ dot_general), the layout XLA's batched dot reads without a transpose (jaxdl.mode
 member rule).
 """
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -79,6 +82,14 @@ def matmul_weight_left(a, w_t, cd):
     against w_t with the [B, N] result)."""
     a_t = jax.lax.optimization_barrier(a.T)
     return jax.lax.optimization_barrier(matmul(w_t, a_t, cd)).T
+
+
+def step_matmul(w, cd):
+    """a [B, K] -> a @ w [K, N] for a loop's per-step product: weight-left where
+    weight_left(K, N) (w^T formed here, once, outside the loop), else matmul."""
+    if weight_left(*w.shape):
+        return partial(matmul_weight_left, w_t=w.T, cd=cd)
+    return partial(matmul, w=w, cd=cd)
 
 
 def contract_lead(a, b, cd):
