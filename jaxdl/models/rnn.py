@@ -52,7 +52,7 @@ def rnn_init(key, in_dim: int, hidden: int, out_dim: int, layers: int = 1, cell:
         from jaxdl.models.block import BLOCKS
         if block not in BLOCKS:
             raise ValueError(f"unknown block {block!r}; use one of {['none', *BLOCKS]} (set model.block=none)")
-        c, options = BLOCKS[block], {**options, "inner": cell, **({"conv": conv} if conv else {})}
+        c, options = BLOCKS[block], {**options, "inner": cell, "conv": conv}
     keys = jax.random.split(key, layers + 1)
     stack = [c.init(keys[i], in_dim if i == 0 else hidden, hidden, dtype, **options) for i in range(layers)]
     return {"layers": stack, "readout": dense_init(keys[-1], hidden, out_dim, dtype)}
