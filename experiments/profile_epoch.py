@@ -209,6 +209,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--torch", action="store_true", help="also profile the PyTorch TBPTT loop (torch.profiler)")
     ap.add_argument("--peak", action="store_true", help="also measure one large matmul in each library")
     a = ap.parse_args(argv)
+    if a.torch and a.workload == "smnist":   # refused before any compute
+        ap.error("--torch profiles the PyTorch TBPTT loop of bench_tbptt_workload.py (echo, textgen); "
+                 "smnist's PyTorch peer is experiments/bench_smnist.py: drop --torch or pick --workload textgen")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import jax
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -22,3 +24,11 @@ def test_profile_epoch_profiles_an_online_estimator(monkeypatch, capsys):
     res = profile_epoch.main(["--estimator", "uoro", "--hidden", "4", "--length", "20", "--top", "3"])
     printed = capsys.readouterr().out
     assert "uoro" in printed.splitlines()[0] and res["ms_per_epoch"] > 0 and res["ops"]
+
+
+def test_profile_epoch_refuses_a_torch_profile_it_has_no_peer_for(monkeypatch, capsys):
+    monkeypatch.syspath_prepend(str(ROOT / "experiments"))
+    import profile_epoch
+    with pytest.raises(SystemExit) as e:
+        profile_epoch.main(["--workload", "smnist", "--torch"])
+    assert e.value.code == 2 and "bench_smnist.py" in capsys.readouterr().err
