@@ -2,6 +2,7 @@
 
     python experiments/profile_epoch.py [--members 1] [--top 25] [--length 2000] [--estimator uoro]
     python experiments/profile_epoch.py --workload textgen [--text-chars 20000] [--torch] [--peak]
+    python experiments/profile_epoch.py --workload smnist [--order row|pixel] [--limit 5120]
 
 Compiles the program train_loop compiles for the echo default job (hidden 64, TBPTT(10, 20),
 or --estimator uoro | snap1 | rtrl with an update every 10 steps; 32 streams;
@@ -16,6 +17,9 @@ only across tables of the same member count.
 --workload textgen profiles experiments/bench_tbptt_workload.py's char-LSTM instead (H=512,
 TBPTT(100, 100), 32 streams, the first --text-chars characters). Every product is listed
 with its shape and its achieved GFLOP/s (2 M N K flops per call over its profiled time).
+--workload smnist profiles sequential MNIST at bench_smnist.py's sizes: --order row (the CPU
+recipe: LSTM 128, batch 128, TBPTT(28, 28)) or pixel (LSTM 100, batch 64, full BPTT over 784 steps),
+on the first --limit training images.
 --torch adds torch.profiler's table of the PyTorch TBPTT loop on the same workload (self
 CPU time per aten op); --peak the GFLOP/s of one large [2048, 2048] @ [2048, 2048] matmul in
 each library, the ceiling the products are measured against.
@@ -109,12 +113,14 @@ def jaxdl_epoch(a):
     from jaxdl.train.online_trainer import online_trainer
     from jaxdl.train.tbptt_trainer import tbptt_trainer
 
-    if a.workload == "smnist":    # the row-order CPU recipe (conf/experiment/smnist_row_cpu.yaml)
+    if a.workload == "smnist":    # bench_smnist.py's sizes: row = the CPU recipe (smnist_row_cpu.yaml)
+        from bench_smnist import SIZES
         from jaxdl.tasks.smnist import SmnistConfig, smnist
-        task = smnist(SmnistConfig(order="row", batch=128, limit=a.limit), 0,
+        s, T = SIZES[a.order], 28 if a.order == "row" else 784
+        task = smnist(SmnistConfig(order=a.order, batch=s["batch"], limit=a.limit), 0,
                       os.environ.get("JAXDL_DATA", str(Path(__file__).resolve().parents[2] / "shared" / "data")))
-        tr = tbptt_trainer(task, RecurrentConfig(hidden=128), OptimConfig("adam", 0.002, 1.0),
-                           TBPTTConfig(k1=28, k2=28), TrainConfig())
+        tr = tbptt_trainer(task, RecurrentConfig(hidden=s["hidden"]), OptimConfig("adam", s["lr"], s["clip"]),
+                           TBPTTConfig(k1=T, k2=T), TrainConfig())
     elif a.estimator == "tbptt":
         task = echo(EchoConfig(lag=8, length=a.length, streams=32, test_length=200, val_length=0), 0)
         tr = tbptt_trainer(task, RecurrentConfig(hidden=a.hidden), OptimConfig(), TBPTTConfig(k1=10, k2=20),
@@ -132,7 +138,8 @@ def jaxdl_epoch(a):
         jax.block_until_ready(out)
         return st
     return (epoch, state, hlo, tr.updates_per_epoch * a.members,
-            f"{a.workload} {a.estimator}, {a.members} member(s)")
+            f"{a.workload}{f' {a.order} order' if a.workload == 'smnist' else ''} {a.estimator}, "
+            f"{a.members} member(s)")
 
 
 def torch_profile(a, top):
@@ -205,10 +212,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--estimator", default="tbptt", help="echo: tbptt, or an online estimator (rtrl, uoro, snap1) "
                                                           "with estimator.every=10")
     ap.add_argument("--text-chars", type=int, default=20_000, help="textgen: characters of text")
-    ap.add_argument("--limit", type=int, default=5120, help="smnist: training images (128 per update)")
+    ap.add_argument("--limit", type=int, default=5120, help="smnist: training images (a batch per update)")
+    ap.add_argument("--order", default=None, choices=["row", "pixel"],
+                    help="smnist: row (LSTM 128, batch 128, 28 steps) or pixel (LSTM 100, batch 64, 784 steps)")
     ap.add_argument("--torch", action="store_true", help="also profile the PyTorch TBPTT loop (torch.profiler)")
     ap.add_argument("--peak", action="store_true", help="also measure one large matmul in each library")
     a = ap.parse_args(argv)
+    if a.order and a.workload != "smnist":
+        ap.error(f"--order is sequential MNIST's (--workload smnist), not {a.workload}'s: drop it")
+    a.order = a.order or "row"
     if a.torch and a.workload == "smnist":   # refused before any compute
         ap.error("--torch profiles the PyTorch TBPTT loop of bench_tbptt_workload.py (echo, textgen); "
                  "smnist's PyTorch peer is experiments/bench_smnist.py: drop --torch or pick --workload textgen")
