@@ -122,6 +122,32 @@ def test_forget_bias_is_refused_for_cells_without_a_forget_gate():
         parse(compose_cfg(["model=rnn", "population.model.forget_bias=[0.0,1.0]"]))
 
 
+def test_candidate_init_identity_sets_the_g_block_of_the_recurrent_weights_only():
+    """model.candidate_init=identity (Cooijmans et al. 2017's recurrent init) reaches the LSTM's
+    init through the config: Wh's g block is the identity, the other blocks are those of the
+    default init under the same key; other cells and other values are refused."""
+    import jax
+    import jax.numpy as jnp
+
+    from jaxdl.configure import ConfigError, parse
+    from jaxdl.tasks.synthetic import EchoConfig, echo
+    from jaxdl.train.tbptt_trainer import init_params
+    from tests.helpers import compose_cfg
+    task = echo(EchoConfig(lag=2, length=20, streams=2, test_length=20, val_length=0), 0)
+    cfgs = {v: parse(compose_cfg(["model.hidden=5", f"model.candidate_init={v}"])).model
+            for v in ("orthogonal", "identity")}
+    wh = {v: init_params(jax.random.PRNGKey(3), task, m, {})["layers"][0].wh for v, m in cfgs.items()}
+    H = 5
+    np.testing.assert_array_equal(wh["identity"][:, 2 * H:3 * H], jnp.eye(H))
+    np.testing.assert_array_equal(np.delete(wh["identity"], np.s_[2 * H:3 * H], axis=1),
+                                  np.delete(wh["orthogonal"], np.s_[2 * H:3 * H], axis=1))
+    assert not np.allclose(wh["orthogonal"][:, 2 * H:3 * H], np.eye(H))
+    with pytest.raises(ConfigError, match="model.candidate_init: model 'gru' does not take it"):
+        parse(compose_cfg(["model=gru", "+model.candidate_init=identity"]))
+    with pytest.raises(ConfigError, match="model.candidate_init: must be one of"):
+        parse(compose_cfg(["model.candidate_init=eye"]))
+
+
 @pytest.mark.parametrize("est", ["rtrl", pytest.param("zucchet", marks=SLOW)])
 def test_an_lru_learns_echo_online(tmp_path, est):
     """Online, no window: one LRU block with exact RTRL (its element-wise form), or two with

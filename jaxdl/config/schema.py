@@ -15,7 +15,8 @@ from jaxdl.config.fields import setting
 OPTIMIZERS = ("sgd", "adam", "rmsprop", "adamw")
 RESET_POLICIES = ("batch", "epoch", "never")
 ESTIMATORS = ("tbptt", "rtrl", "uoro", "snap1", "zucchet")
-CELL_OPTIONS = ("forget_bias", "r_min", "r_max", "max_phase")   # init options; a cell lists those it takes
+# init options; a cell lists those it takes
+CELL_OPTIONS = ("forget_bias", "candidate_init", "r_min", "r_max", "max_phase")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,9 @@ class RecurrentConfig:
     hidden: int = setting(64, ge=1, doc="units per layer")
     layers: int = setting(1, ge=1, doc="stacked layers")
     forget_bias: Optional[float] = setting(None, doc="LSTM only: the forget gate's initial bias (null: 1.0)")
+    candidate_init: Optional[str] = setting(None, choices=("orthogonal", "identity"),
+                                            doc="LSTM only: the candidate (g) block of the recurrent weights "
+                                                "starts orthogonal or as the identity (null: orthogonal)")
     hoist: Optional[bool] = setting(None, doc="input projection outside the scan (null: GPU yes, CPU no)")
     dtype: str = setting("float32", choices=("float32", "bfloat16"),
                          doc="matmul inputs; params, state and accumulation stay float32")

@@ -58,16 +58,22 @@ class LSTMParams(NamedTuple):
 
 
 def lstm_init(key, in_dim: int, hidden: int, forget_bias: float = 1.0,
-              dtype=jnp.float32) -> LSTMParams:
-    """Glorot-uniform input weights, orthogonal recurrent weights (as Keras),
-    zero bias except the forget gate (`forget_bias`, 1 by default)."""
+              dtype=jnp.float32, candidate_init: str = "orthogonal") -> LSTMParams:
+    """Glorot-uniform input weights, orthogonal recurrent weights (as Keras; with
+    candidate_init="identity" the candidate block g of Wh starts as the identity, as in
+    Cooijmans et al. 2017, Sec. 5.1), zero bias except the forget gate (`forget_bias`,
+    1 by default)."""
     if in_dim < 1 or hidden < 1:
         raise ValueError(f"LSTM sizes must be >= 1, got in_dim={in_dim}, hidden={hidden}")
+    if candidate_init not in ("orthogonal", "identity"):
+        raise ValueError(f"candidate_init must be 'orthogonal' or 'identity', got {candidate_init!r} "
+                         "(set model.candidate_init)")
     kx, kh = jax.random.split(key)
     wx = jax.nn.initializers.glorot_uniform()(kx, (in_dim, 4 * hidden), dtype)
-    wh = jnp.concatenate(
-        [jax.nn.initializers.orthogonal()(k, (hidden, hidden), dtype)
-         for k in jax.random.split(kh, 4)], axis=1)
+    blocks = [jax.nn.initializers.orthogonal()(k, (hidden, hidden), dtype) for k in jax.random.split(kh, 4)]
+    if candidate_init == "identity":
+        blocks[2] = jnp.eye(hidden, dtype=dtype)
+    wh = jnp.concatenate(blocks, axis=1)
     b = jnp.zeros((4 * hidden,), dtype).at[hidden:2 * hidden].set(forget_bias)
     return LSTMParams(wx, wh, b)
 
@@ -395,8 +401,9 @@ def _h_stage(params: LSTMParams, carry, x, rec=jnp.matmul):
     return (o * jnp.tanh(c2),)
 
 
-def _init(key, in_dim: int, hidden: int, dtype=jnp.float32, forget_bias: float = 1.0) -> LSTMParams:
-    return lstm_init(key, in_dim, hidden, forget_bias, dtype)
+def _init(key, in_dim: int, hidden: int, dtype=jnp.float32, forget_bias: float = 1.0,
+          candidate_init: str = "orthogonal") -> LSTMParams:
+    return lstm_init(key, in_dim, hidden, forget_bias, dtype, candidate_init)
 
 
 CELL = Cell(
@@ -405,4 +412,4 @@ CELL = Cell(
     scan=sequential_only("lstm", lambda params, xs, carry, mask=None, hoist=None, compute_dtype=None:
                          lstm_scan(params, xs, carry, mask, hoist, compute_dtype)),
     step=lstm_step, output=lambda carry: carry[0], reference=lstm_scan_reference,
-    params=LSTMParams, options=("forget_bias",), gates=4, stages=(((1,), _c_stage), ((0,), _h_stage)))
+    params=LSTMParams, options=("forget_bias", "candidate_init"), gates=4, stages=(((1,), _c_stage), ((0,), _h_stage)))
