@@ -4,8 +4,10 @@ both alike. Reports seconds per training epoch (the first epoch, which compiles 
 is not timed; jaxdl's compile time is reported beside), and the test accuracy both reached
 after the same epochs.
 
-    # the row-order CPU recipe (conf/experiment/smnist_row_cpu.yaml), full MNIST
-    ./launch.sh bench experiments/bench_smnist.py --order row --epochs 3 --rounds 2
+    # the row-order CPU recipe (conf/experiment/smnist_row_cpu.yaml: batch 16, Adam 1e-3), full MNIST
+    ./launch.sh bench experiments/bench_smnist.py --order row --epochs 10 --rounds 2 --data 2
+    # the same at another batch (both sides), on a slice
+    ./launch.sh bench experiments/bench_smnist.py --order row --limit 6400 --batch 128 --data 2
     # pixel order, 100 units, batch 64, full BPTT over 784 steps, on a bounded slice
     nice -n 19 ./launch.sh bench experiments/bench_smnist.py --order pixel --limit 640 --epochs 2 --rounds 2
 
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SIZES = {"row": {"hidden": 128, "batch": 128, "lr": 0.002, "clip": 1.0},
+SIZES = {"row": {"hidden": 128, "batch": 16, "lr": 0.001, "clip": 1.0},
          "pixel": {"hidden": 100, "batch": 64, "lr": 0.001, "clip": 1.0}}
 
 
@@ -126,7 +128,7 @@ def torch_worker(order: str, epochs: int, limit: int, seed: int, threads: int, d
 def torch_run(order: str, epochs: int, limit: int, seed: int, threads: int, one_core: bool = False,
               dtype: str = "float32") -> dict:
     p = subprocess.run([sys.executable, __file__, "--worker", "--order", order, "--epochs", str(epochs),
-                        "--dtype", dtype,
+                        "--dtype", dtype, "--batch", str(SIZES[order]["batch"]),
                         "--limit", str(limit), "--seed", str(seed), "--threads", str(1 if one_core else threads)],
                        cwd=ROOT, preexec_fn=pin_first_core if one_core else None, capture_output=True, text=True)
     if p.returncode != 0:
@@ -148,8 +150,11 @@ def main() -> None:
                     help="jaxdl's mesh.data: the batch split over that many devices (-1: one per core)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                     help="the products' inputs on both sides: jaxdl model.dtype, PyTorch torch.autocast")
+    ap.add_argument("--batch", type=int, default=0, help=">0: images per update on both sides (default: the size's)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.batch:
+        SIZES[args.order] = {**SIZES[args.order], "batch": args.batch}
     if args.worker:
         print(json.dumps(torch_worker(args.order, args.epochs, args.limit, args.seed, args.threads, args.dtype)))
         return
