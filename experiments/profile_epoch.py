@@ -18,7 +18,7 @@ only across tables of the same member count.
 TBPTT(100, 100), 32 streams, the first --text-chars characters). Every product is listed
 with its shape and its achieved GFLOP/s (2 M N K flops per call over its profiled time).
 --workload smnist profiles sequential MNIST at bench_smnist.py's sizes: --order row (the CPU
-recipe: LSTM 128, batch 128, TBPTT(28, 28)) or pixel (LSTM 100, batch 64, full BPTT over 784 steps),
+recipe: LSTM 128, batch 16, TBPTT(28, 28)) or pixel (LSTM 100, batch 64, full BPTT over 784 steps),
 on the first --limit training images.
 --torch adds torch.profiler's table of the PyTorch TBPTT loop on the same workload (self
 CPU time per aten op); --peak the GFLOP/s of one large [2048, 2048] @ [2048, 2048] matmul in
@@ -214,7 +214,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--text-chars", type=int, default=20_000, help="textgen: characters of text")
     ap.add_argument("--limit", type=int, default=5120, help="smnist: training images (a batch per update)")
     ap.add_argument("--order", default=None, choices=["row", "pixel"],
-                    help="smnist: row (LSTM 128, batch 128, 28 steps) or pixel (LSTM 100, batch 64, 784 steps)")
+                    help="smnist: row (LSTM 128, batch 16, 28 steps) or pixel (LSTM 100, batch 64, 784 steps)")
     ap.add_argument("--torch", action="store_true", help="also profile the PyTorch TBPTT loop (torch.profiler)")
     ap.add_argument("--peak", action="store_true", help="also measure one large matmul in each library")
     a = ap.parse_args(argv)
