@@ -3,6 +3,7 @@ take optim.*, the run records its effective settings, and the packages import do
 import ast
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import jax
@@ -168,9 +169,14 @@ def test_summary_and_wandb_record_the_effective_settings_and_provenance(tmp_path
     assert on_disk["config"] == s["config"]
     # an offline run keeps its config in the binary .wandb log, as protobuf records whose
     # values are JSON text: the effective optimizer and the provenance's overrides are there
+    # the wandb service writes that log from its own process: under load finish() has returned
+    # before the records reach the file (only its header there), so read until they do
     (log,) = (d / "wandb").glob("offline-run-*/run-*.wandb")
-    data = log.read_bytes()
-    assert b'"optim":{"name":"adam","lr":0.02,"clip":1.0,"momentum":0.0' in data
+    want = b'"optim":{"name":"adam","lr":0.02,"clip":1.0,"momentum":0.0'
+    deadline = time.monotonic() + 60
+    while want not in (data := log.read_bytes()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert want in data
     assert b'"logger.mode=offline","optim.lr=0.02"]' in data and b"provenance" in data
 
 
