@@ -119,3 +119,47 @@ def test_the_member_axis_stays_leading_in_the_compiled_gradient():
     assert all(p[0] == 0 for p in perms), perms
     assert np.isfinite(np.asarray(jax.tree.leaves(jax.jit(jax.vmap(grad, in_axes=(0, None, 0, 0, None)))(
         m["params"], m["xs_shared"], m["h0"], m["c0"], None))[0])).all()
+
+
+@pytest.mark.parametrize("hoist, mask_kind", [(False, None), (False, "each"), (True, "shared")])
+def test_one_member_runs_the_single_models_kernels(x64, hoist, mask_kind):
+    """A vmap of size 1 (train_loop always vmaps, over one member by default) runs the
+    single model's forward and backward on the member: gradients and outputs equal the
+    unbatched lstm_scan's to the last bit and autodiff of the reference to 1e-11."""
+    m = _members()
+    one = jax.tree.map(lambda a: a[:1], m)
+    mask = {None: None, "each": one["mask_each"], "shared": m["mask_shared"]}[mask_kind]
+    mask_axis = 0 if mask_kind == "each" else None
+    grad = jax.grad(_loss(lstm_scan, m["w"], hoist), argnums=(0, 1, 2, 3))
+    ours = jax.jit(jax.vmap(grad, in_axes=(0, 0, 0, 0, mask_axis)))(
+        one["params"], one["xs_each"], one["h0"], one["c0"], mask)
+    solo_mask = None if mask is None else (mask[0] if mask_kind == "each" else mask)
+    args = (_member(one["params"], 0), one["xs_each"][0], one["h0"][0], one["c0"][0], solo_mask)
+    solo = jax.jit(grad)(*args)
+    for a, b in zip(jax.tree.leaves(_member(ours, 0)), jax.tree.leaves(solo)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    ref = jax.jit(jax.grad(_loss(lstm_scan_reference, m["w"]), argnums=(0, 1, 2, 3)))(*args)
+    assert _max_diff(_member(ours, 0), ref) < 1e-11
+
+
+def test_one_member_keeps_the_weight_left_products():
+    """On the CPU from 256 units the single model's per-step products are weight-left
+    ([4H, B] = Wh^T h^T); a one-member vmap compiles the same products, not the member
+    rules' [1, B, 4H] batched dots."""
+    from jaxdl.models.products import WEIGHT_LEFT_MIN
+    if jax.default_backend() != "cpu":
+        pytest.skip("weight-left products are the CPU's form")
+    Hw, Bw = WEIGHT_LEFT_MIN, 3
+    params = lstm_init(jax.random.PRNGKey(0), 2, Hw)
+    xs = jnp.ones((4, Bw, 2))
+    z = jnp.zeros((Bw, Hw))
+
+    def dots(f, *a):
+        hlo = jax.jit(jax.grad(f)).lower(*a).compile().as_text()
+        return sorted(re.findall(r"(f32\[[\d,]+\])\S* dot\(", hlo))
+
+    loss = lambda p, x: (lstm_scan(p, x, (z, z))[0] ** 2).sum()
+    solo = dots(loss, params, xs)
+    one = dots(lambda p, x: jax.vmap(loss)(p, x).sum(), jax.tree.map(lambda a: a[None], params), xs[None])
+    assert f"f32[{4 * Hw},{Bw}]" in solo, solo          # the forward's weight-left product
+    assert one == solo, (one, solo)

@@ -35,6 +35,8 @@ Under jax.vmap over P members (a population), the forward and the backward run t
 member rules (custom_vmap): the same recurrence with the member axis leading, every step
 written into [P, T, B, .] buffers, and dWx, dWh, db as one batched contraction of
 [x_t, h_{t-1}, 1] per member, so XLA transposes no stacked array (tests/test_lstm_members.py).
+A vmap over one member (train_loop's default run) drops the member axis and runs the
+single model's kernels, weight-left products included.
 """
 from __future__ import annotations
 
@@ -309,14 +311,32 @@ def _members_backward(P, batched, res, cot, hoist, cd):
     return out, (LSTMParams(True, True, True), True, True, True, None if mask is None else bm)
 
 
+def _one_member(f, batched, args):
+    """f (the single-model kernel) on the one member of a vmap of size 1: the member axis
+    is dropped from the batched arguments and put back on every output, so a run of one
+    member (train_loop always vmaps over members) runs exactly the single model's
+    program (its per-step products weight-left on the CPU from 256 units)."""
+    args = jax.tree.map(lambda a, b: a[0] if b else a, tuple(args), tuple(batched))
+    out = jax.tree.map(lambda a: a[None], f(*args))
+    return out, jax.tree.map(lambda _: True, out)
+
+
 @cache
 def _kernels(hoist: bool, cd):
     """(forward, backward) for one (hoist, compute dtype): _forward and _backward, with
-    the member rules as their vmap."""
-    forward = custom_vmap(lambda params, xs, h0, c0, mask: _forward(params, xs, h0, c0, mask, hoist, cd))
-    forward.def_vmap(lambda P, batched, *args: _members_forward(P, batched, *args, hoist, cd))
-    backward = custom_vmap(lambda res, cot: _backward(hoist, cd, res, cot))
-    backward.def_vmap(lambda P, batched, res, cot: _members_backward(P, batched, res, cot, hoist, cd))
+    the member rules as their vmap (the single-model kernels for one member)."""
+    def fwd(params, xs, h0, c0, mask):
+        return _forward(params, xs, h0, c0, mask, hoist, cd)
+
+    def bwd(res, cot):
+        return _backward(hoist, cd, res, cot)
+
+    forward = custom_vmap(fwd)
+    forward.def_vmap(lambda P, batched, *args: _one_member(fwd, batched, args) if P == 1
+                     else _members_forward(P, batched, *args, hoist, cd))
+    backward = custom_vmap(bwd)
+    backward.def_vmap(lambda P, batched, res, cot: _one_member(bwd, batched, (res, cot)) if P == 1
+                      else _members_backward(P, batched, res, cot, hoist, cd))
     return forward, backward
 
 
