@@ -1,8 +1,9 @@
 """One LSTM training step (forward, backward, Adam update) with a Dense readout on
 every step, B=32 T=100 D=32 (--batch), against peers measured in the same run:
 Flax nn.RNN(OptimizedLSTMCell), a plain lax.scan LSTM with autodiff, Keras 3 on
-JAX, PyTorch nn.LSTM, and jaxdl_rows_left (jaxdl with its per-step recurrent products
-in the [B, K] x [K, N] form at every size, jaxdl.models.products.weight_left).
+JAX, PyTorch nn.LSTM, jaxdl_rows_left (jaxdl with its per-step recurrent products
+in the [B, K] x [K, N] form at every size, jaxdl.models.products.weight_left) and
+jaxdl_data2 (jaxdl with the B streams split over two CPU devices, as mesh.data=2).
 Prints median times and ratios to the fastest.
 Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 
@@ -12,7 +13,8 @@ Also checks jaxdl against PyTorch given identical weights (outputs, gradients).
 With jaxdl and torch among the peers, a last table gives jaxdl's speed relative to
 PyTorch per size (PyTorch's time / jaxdl's, the median of the per-round ratios), on this
 machine's CPU and, where a GPU is present (CUDA for both), on the GPU; the other column
-stays empty. With jaxdl_rows_left among them too, a last column gives its ratio likewise.
+stays empty. With jaxdl_data2 or jaxdl_rows_left among them too, a column each gives their
+ratio likewise.
 
 Each (peer, size, round) runs in a fresh Python process by default, in interleaved
 rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's
@@ -39,9 +41,12 @@ from jaxdl.models.lstm import LSTMParams, lstm_scan, lstm_scan_reference
 from jaxdl.models.rnn import rnn_init
 
 B, T, D = 32, 100, 32   # B: --batch
+EXTRA_COLUMNS = ("jaxdl_data2", "jaxdl_rows_left")   # the size sweep's table: each one's speed against PyTorch
 
 
-def jax_step_fn(scan, hoist=None):
+def jax_step_fn(scan, hoist=None, out_shardings=None):
+    """(the jitted training step (params, opt state, x, y) -> (params, opt state, loss), its
+    optimizer); out_shardings: the step's outputs' placement (a device mesh)."""
     opt = optax.adam(1e-3)
 
     def loss(p, x, y):
@@ -52,12 +57,11 @@ def jax_step_fn(scan, hoist=None):
             hs, _ = scan(p["layers"][0], x, c0)
         return ((dense_apply(p["readout"], hs) - y) ** 2).mean()
 
-    @jax.jit
     def step(p, o, x, y):
         l, g = jax.value_and_grad(loss)(p, x, y)
         u, o = opt.update(g, o, p)
         return optax.apply_updates(p, u), o, l
-    return step, opt
+    return jax.jit(step, out_shardings=out_shardings), opt
 
 
 def clock():
@@ -192,6 +196,14 @@ def run_peer(peer, H, reps, x_tm, y_tm):
             return bench_jax(*jax_step_fn(lstm_scan, hoist=False), H, x_tm, y_tm, reps)
         finally:
             products.WEIGHT_LEFT_MIN = saved
+    if peer == "jaxdl_data2":       # the B streams over two CPU devices (mesh.data=2)
+        from jax.sharding import NamedSharding, PartitionSpec
+        from jaxdl.run.mesh import make_mesh
+        mesh = make_mesh(1, 2)
+        split, rep = NamedSharding(mesh, PartitionSpec(None, "data")), NamedSharding(mesh, PartitionSpec())
+        step, opt = jax_step_fn(lstm_scan, hoist=False, out_shardings=rep)
+        p = jax.device_put(rnn_init(jax.random.PRNGKey(0), D, H, D), rep)
+        return time_steps(step, p, opt.init(p), jax.device_put(x_tm, split), jax.device_put(y_tm, split), reps)
     if peer == "jaxdl_hoist":
         return bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, reps)
     if peer == "autodiff_scan":
@@ -256,7 +268,11 @@ def main(argv=None):
     if a.threads:   # inherited by the workers
         os.environ["BENCH_THREADS"] = str(a.threads)
     os.environ["BENCH_CLOCK"] = a.clock
+    if "jaxdl_data2" in a.peers and a.in_process:
+        ap.error("the jaxdl_data2 peer needs two CPU devices, made before JAX starts: leave out --in-process")
     if a.worker:  # child process: one peer, one size; print its timings as JSON
+        if a.worker == "jaxdl_data2":
+            jax.config.update("jax_num_cpu_devices", 2)
         pin_threads()
         set_torch_threads()
         print(json.dumps(run_peer(a.worker, a.hidden[0], a.reps, *data(a.hidden[0]))))
@@ -267,7 +283,7 @@ def main(argv=None):
           f"MALLOC_MMAP_THRESHOLD_={os.environ.get('MALLOC_MMAP_THRESHOLD_', 'unset')} "
           f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', 'unset')}; "
           f"{a.rounds} rounds x {a.reps} steps each, {mode}; threads={a.threads or 'default'}; clock={a.clock}")
-    results, sweep, rows_left = {}, {}, {}
+    results, sweep, extras = {}, {}, {}
     import importlib.util
     a.peers = [k for k in a.peers if k != "keras" or importlib.util.find_spec("keras")]
     a.peers = [k for k in a.peers if k != "torch" or have_torch]
@@ -281,8 +297,8 @@ def main(argv=None):
                 rounds[k].append(statistics.median(t))
         if "jaxdl" in rounds and "torch" in rounds:
             sweep[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl"], rounds["torch"]))
-        if "jaxdl_rows_left" in rounds and "torch" in rounds:
-            rows_left[H] = statistics.median(t / j for j, t in zip(rounds["jaxdl_rows_left"], rounds["torch"]))
+        for k in [k for k in EXTRA_COLUMNS if k in rounds and "torch" in rounds]:
+            extras.setdefault(k, {})[H] = statistics.median(t / j for j, t in zip(rounds[k], rounds["torch"]))
         med = {k: statistics.median(v) * 1e3 for k, v in times.items() if v}
         low = {k: min(v) * 1e3 for k, v in times.items() if v}
         best = min(med.values())
@@ -297,12 +313,12 @@ def main(argv=None):
         print(f"\njaxdl's speed relative to PyTorch (PyTorch's time / jaxdl's; median of {a.rounds} round ratios), "
               f"B={B} T={T} D={D}; threads={a.threads or 'default'}; "
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-        extra = " jaxdl_rows_left, CPU |" if rows_left else ""
-        print(f"| H | jaxdl ms | PyTorch ms | CPU | GPU |{extra}\n|---|---|---|---|---|{'---|' if extra else ''}")
+        extra = "".join(f" {k}, CPU |" for k in extras)
+        print(f"| H | jaxdl ms | PyTorch ms | CPU | GPU |{extra}\n|---|---|---|---|---|{'---|' * len(extras)}")
         for H, r in sweep.items():
             m = results[H]["median_ms"]
             cpu, gpu_col = ("", f"{r:.2f}x") if gpu else (f"{r:.2f}x", "")
-            col = f" {rows_left[H]:.2f}x |" if H in rows_left and not gpu else (" |" if extra else "")
+            col = "".join(f" {v[H]:.2f}x |" if H in v and not gpu else " |" for v in extras.values())
             print(f"| {H} | {m['jaxdl']:.1f} | {m['torch']:.1f} | {cpu} | {gpu_col} |{col}")
     if have_torch and jax.default_backend() == "cpu":
         agr = agreement_with_torch()

@@ -136,8 +136,8 @@ def windows(T, k1, k2):
 def jaxdl_setup(workload, seed, replicas, text_chars, dtype, remat, smoke=False):
     """jaxdl's trainer for a workload: (run_epoch (jitted, donating), (params, opt state,
     engine state), batches, evaluate (jitted), updates per epoch, data source).
-    BENCH_DATA=n (--data): the B streams split over n CPU devices (a data axis, one device
-    per core; XLA all-reduces the gradient sums once per update)."""
+    BENCH_DATA=n (--data, the jaxdl_data2 peer): the B streams split over n CPU devices (a
+    data axis; XLA all-reduces the gradient sums once per update), the state replicated."""
     import jax
     data = int(os.environ.get("BENCH_DATA", 1))
     if data > 1:
@@ -183,7 +183,12 @@ def jaxdl_setup(workload, seed, replicas, text_chars, dtype, remat, smoke=False)
         evaluate = jax.vmap(evaluate)
     else:
         state = jax.jit(init)(jax.random.PRNGKey(seed))
-    return (jax.jit(run_epoch, donate_argnums=(0, 1, 2)), state, batches, jax.jit(evaluate),
+    jit_kw = {}
+    if data > 1:   # as train_loop's Placement: the state replicated, each device's streams its own
+        rep = NamedSharding(mesh, PartitionSpec())
+        state = jax.device_put(state, rep)
+        jit_kw = {"out_shardings": rep}
+    return (jax.jit(run_epoch, donate_argnums=(0, 1, 2), **jit_kw), state, batches, jax.jit(evaluate),
             eng.schedule.updates, source)
 
 
@@ -307,6 +312,13 @@ def run_torch(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=
             "device": torch.cuda.get_device_name() if dev == "cuda" else "cpu"}
 
 
+def run_jaxdl_data2(*args):
+    """jaxdl with the streams split over two CPU devices (mesh.data=2), for jaxdl on one
+    device and on two in one run."""
+    os.environ["BENCH_DATA"] = "2"
+    return run_jaxdl(*args)
+
+
 def run_jaxdl_rows_left(*args):
     """jaxdl with its per-step recurrent products [B, K] x [K, N] at every size (the form
     before jaxdl.models.products.weight_left), for a before/after in one run."""
@@ -315,7 +327,8 @@ def run_jaxdl_rows_left(*args):
     return run_jaxdl(*args)
 
 
-PEERS = {"jaxdl": run_jaxdl, "jaxdl_rows_left": run_jaxdl_rows_left, "torch": run_torch}
+PEERS = {"jaxdl": run_jaxdl, "jaxdl_data2": run_jaxdl_data2, "jaxdl_rows_left": run_jaxdl_rows_left,
+         "torch": run_torch}
 
 
 def updates_per_s(r, key="epoch_s"):
@@ -387,7 +400,7 @@ def main(argv=None):
         print(f"\n{wl}: H={cfg['hidden']} TBPTT(k1={cfg['k1']}, k2={cfg['k2']}) B={cfg['streams']} "
               f"lr={cfg['lr']} epochs={a.epochs or cfg['epochs']} ({first['updates_per_epoch']} updates each); "
               f"data: {first['source']}; device: {first['device']}")
-        print(f"  {'peer':8s} {'updates/s (median)':>19s} {'per round':>22s} {'per CPU-s':>10s} "
+        print(f"  {'peer':15s} {'updates/s (median)':>19s} {'per round':>22s} {'per CPU-s':>10s} "
               f"{'wall s':>8s} {'test ' + metric:>14s}")
         table = {}
         for peer, rs in runs.items():
@@ -398,7 +411,7 @@ def main(argv=None):
                            "test": {k: statistics.median(r["test"][k] for r in rs) for k in rs[0]["test"]},
                            "device": rs[0]["device"], "replicas": rs[0]["replicas"]}
             t = table[peer]
-            print(f"  {peer:8s} {t['updates_per_s']:19.1f} {' '.join(f'{u:.0f}' for u in ups):>22s} "
+            print(f"  {peer:15s} {t['updates_per_s']:19.1f} {' '.join(f'{u:.0f}' for u in ups):>22s} "
                   f"{t['updates_per_cpu_s']:10.1f} {t['wall_s']:8.1f} {t['test'][metric]:14.4f}")
         if "jaxdl" in table and "torch" in table:
             ratio = table["jaxdl"]["updates_per_s"] / table["torch"]["updates_per_s"]
@@ -406,6 +419,10 @@ def main(argv=None):
             print(f"  jaxdl / PyTorch updates/s: {ratio:.2f}x" +
                   (f" (jaxdl: {a.replicas} vmapped replicas, member-updates/s; PyTorch: one run, "
                    f"so {a.replicas} runs in sequence take {a.replicas}x as long)" if a.replicas > 1 else ""))
+        for peer in [p for p in table if p.startswith("jaxdl_") and "torch" in table]:
+            r = table[peer]["updates_per_s"] / table["torch"]["updates_per_s"]
+            table[f"ratio_{peer}"] = r
+            print(f"  {peer} / PyTorch updates/s: {r:.2f}x")
         print(f"  load average now {os.getloadavg()[0]:.2f}")
         results[wl] = table
     if a.json:

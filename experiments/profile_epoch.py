@@ -22,7 +22,8 @@ recipe: LSTM 128, batch 16, TBPTT(28, 28)) or pixel (LSTM 100, batch 64, full BP
 on the first --limit training images.
 --torch adds torch.profiler's table of the PyTorch TBPTT loop on the same workload (self
 CPU time per aten op); --peak the GFLOP/s of one large [2048, 2048] @ [2048, 2048] matmul in
-each library, the ceiling the products are measured against.
+each library, the ceiling the products are measured against, and of the textgen LSTM's
+product shapes (PEAK_SHAPES) in each library.
 """
 from __future__ import annotations
 
@@ -166,39 +167,53 @@ def torch_profile(a, top):
     return {"ms_per_epoch": plain * 1e3}
 
 
-def peak():
-    """GFLOP/s of one [2048, 2048] @ [2048, 2048] float32 matmul in JAX and in PyTorch (median of 5)."""
-    import statistics
+PEAK_SHAPES = ((2048, 2048, 2048, "a large square product"),
+               (571, 3200, 2048, "H=512 weight gradients, [x, h_{t-1}, 1]^T dz over T*B = 3200 rows"),
+               (2048, 512, 32, "H=512 forward per step, weight-left Wh^T h^T"),
+               (512, 2048, 32, "H=512 backward per step, weight-left Wh dz^T"),
+               (32, 512, 2048, "H=512 forward per step, rows-left h Wh"))
+
+
+def peak() -> dict:
+    """GFLOP/s of float32 [M, K] @ [K, N] products in JAX (XLA:CPU) and PyTorch, each on the
+    threads this process may use: the large square product (the ceiling) and the shapes of
+    the textgen LSTM's products. CPU time of the process, the best of 3 rounds of repeated
+    calls (about 2e10 flops a round), the two libraries alternating."""
+    import os
 
     import jax
     import jax.numpy as jnp
-    n, res = 2048, {}
-    x = jnp.ones((n, n), jnp.float32)
-    f = jax.jit(lambda a, b: a @ b)
-    f(x, x).block_until_ready()
-    ts = []
-    for _ in range(5):
-        t0 = time.perf_counter()
-        f(x, x).block_until_ready()
-        ts.append(time.perf_counter() - t0)
-    res["jax"] = 2 * n ** 3 / statistics.median(ts) / 1e9
+    import numpy as np
     try:
-        import os
-
         import torch
-        torch.set_num_threads(os.cpu_count() or 1)
-        y = torch.ones(n, n)
-        y @ y
-        ts = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            y @ y
-            ts.append(time.perf_counter() - t0)
-        res["torch"] = 2 * n ** 3 / statistics.median(ts) / 1e9
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
     except ImportError:
-        pass
-    print("\npeak, one [2048, 2048] @ [2048, 2048] float32 matmul: " +
-          ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in res.items()))
+        torch = None
+    f = jax.jit(lambda a, b: a @ b)
+    res = {}
+    print("\n| [M, K] @ [K, N] | what | JAX GFLOP/s | PyTorch GFLOP/s |\n|---|---|---|---|")
+    for M, K, N, what in PEAK_SHAPES:
+        a = np.random.default_rng(0).standard_normal((M, K), np.float32)
+        b = np.random.default_rng(1).standard_normal((K, N), np.float32)
+        ja, jb = jnp.asarray(a), jnp.asarray(b)
+        f(ja, jb).block_until_ready()
+        reps = max(3, int(2e10 / (2 * M * K * N)))
+        best = {}
+        for _ in range(3):
+            t0 = time.process_time()
+            for _ in range(reps):
+                out = f(ja, jb)
+            out.block_until_ready()
+            best["jax"] = min(best.get("jax", 1e9), (time.process_time() - t0) / reps)
+            if torch is not None:
+                ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+                t0 = time.process_time()
+                for _ in range(reps):
+                    torch.mm(ta, tb)
+                best["torch"] = min(best.get("torch", 1e9), (time.process_time() - t0) / reps)
+        g = {k: 2 * M * K * N / v / 1e9 for k, v in best.items()}
+        res[f"{M}x{K}x{N}"] = g
+        print(f"| [{M}, {K}] @ [{K}, {N}] | {what} | {g['jax']:.0f} | {g.get('torch', float('nan')):.0f} |")
     return res
 
 

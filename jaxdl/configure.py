@@ -229,17 +229,20 @@ def _check_population(pop: dict, kind: str, optim: OptimConfig, model) -> search
         raise ConfigError(str(err)) from None
 
 
-def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search) -> dict:
-    """-> {"replica", "data", "members", "streams"}; the checks that need no devices
-    (jaxdl.run.mesh.check_mesh). The entry point resolves -1 once the devices are known."""
-    from jaxdl.run.mesh import MeshError, check_mesh
+def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model) -> dict:
+    """-> {"replica", "data", "members", "streams", "cpu_threads"}; the checks that need no
+    devices (jaxdl.run.mesh.check_mesh), cpu_threads resolved for the model
+    (jaxdl.run.mesh.cpu_threads_for). The entry point resolves -1 once the devices are known."""
+    from jaxdl.run.mesh import MeshError, check_mesh, cpu_threads_for
     from jaxdl.tasks import tasks
     members = search.count(replicas)
     streams = None
     if kind == "stream":
         key = next((k for k in STREAM_KEYS if hasattr(task, k)), None)
         streams = getattr(task, key) if key else None
-    out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams}
+    out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams,
+           "cpu_threads": cpu_threads_for(mesh.cpu_threads,
+                                          model.hidden if isinstance(model, RecurrentConfig) else None)}
     try:
         check_mesh(out["replica"], out["data"], members, streams,
                    tuple(sorted(n for n, t in tasks().items() if t.kind == "stream")))
@@ -295,11 +298,11 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
     estimator = _typed(EstimatorConfig, c.get("estimator") or {}, "estimator", "the gradient estimator")
     train = _typed(TrainConfig, c["train"], "train", "training")
     logger = _typed(LoggerConfig, c["logger"], "logger", "the logger")
-    mesh_cfg = _typed(MeshConfig, c.get("mesh") or {}, "mesh", "the mesh (it has replica and data)")
+    mesh_cfg = _typed(MeshConfig, c.get("mesh") or {}, "mesh", "the mesh (it has replica, data and cpu_threads)")
     dist = _check_dist(_typed(DistConfig, c.get("dist") or {}, "dist",
                               "dist (it has coordinator, num_processes and process_id)"))
     search = _check_population(c.get("population") or {}, entry.kind, optim, model)
-    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, search)
+    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, search, model)
     try:
         search_spec.check_run(search, train.replicas, train.epochs, train.eval_every, max(mesh["replica"], 1))
     except search_spec.SearchConfigError as err:

@@ -88,9 +88,11 @@ def main(cfg: DictConfig) -> float | None:
     import logging
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" notices
     run_dir = Path(HydraConfig.get().runtime.output_dir)
-    from jaxdl.run.mesh import MeshError, ask_cpu_devices, init_distributed, resolve_mesh, same_on_all_processes
+    from jaxdl.run.mesh import (MeshError, ask_cpu_devices, ask_cpu_threads, init_distributed, resolve_mesh,
+                                same_on_all_processes)
     try:
         m = config.mesh
+        ask_cpu_threads(m["cpu_threads"], explicit=bool(cfg.mesh.get("cpu_threads")))   # before JAX starts
         if init_distributed(config.dist) is None:   # several processes: before any other JAX use
             ask_cpu_devices(m["replica"], m["data"])  # one process on a CPU: a device per mesh slot
         import jax

@@ -9,7 +9,7 @@ import numpy as np
 from jaxdl.config.schema import Config
 from jaxdl.run import budget
 from jaxdl.run.context import RunContext
-from jaxdl.run.mesh import placement_for
+from jaxdl.run.mesh import cpu_threads_running, placement_for
 from jaxdl.objectives import HIGHER_IS_BETTER
 from jaxdl.run.metrics import final_and_best
 from jaxdl.run.verdict import chance_report
@@ -144,7 +144,7 @@ def run_task(config: Config, ctx: RunContext, records: dict | None = None, trial
              "stopped_early_at": res.stopped_early_at, **facts, "wall_time_s": res.wall_time_s,
              "updates_per_s": res.updates_per_s, "epoch_time_s": res.epoch_time_s,
              "mesh": {**(placement.shape if placement else {"replica": 1, "data": 1}),
-                      "processes": jax.process_count()},
+                      "processes": jax.process_count(), "cpu_threads": cpu_threads_running()},
              **{k: v for k, v in done.items() if k != "final"}, **(records or {})}
     hib = higher_is_better(task)
     if config.population:

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 
 from jaxdl.configure import ConfigError, parse
-from jaxdl.run.mesh import MeshError, ask_cpu_devices, cores, distributed_reason, placement_for, resolve_mesh
+from jaxdl.run.mesh import (MeshError, ask_cpu_devices, ask_cpu_threads, cores, cpu_threads_for, distributed_reason,
+                            placement_for, resolve_mesh)
 from tests.helpers import ROOT, compose_cfg
 
 ENV = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "JAX_PLATFORMS": "cpu"}
@@ -45,6 +46,7 @@ def devices_env(n: int) -> dict:
     (["mesh.replica=-1", "mesh.data=-1"], "mesh.replica and mesh.data"),
     (["mesh.replica=0"], "mesh.replica:"),
     (["mesh.data=-2"], "mesh.data:"),
+    (["mesh.cpu_threads=-1"], "mesh.cpu_threads:"),
     (["+mesh.model=2"], "mesh.model:"),
     (["task=digits", "model=mlp", "mesh.data=2"], "mesh.data=2: this task's trainer does not split"),
     (["dist.coordinator=localhost:1234"], "dist.num_processes:"),
@@ -61,9 +63,12 @@ def test_good_settings_parse_to_plain_values():
     spec = parse(compose_cfg(["train.replicas=4", "population.optim.lr=[0.1,0.2]", "mesh.replica=-1",
                               "mesh.data=2", "dist.coordinator=localhost:1234", "dist.num_processes=2",
                               "dist.process_id=1"]))
-    assert spec.mesh == {"replica": -1, "data": 2, "members": 8, "streams": 32}
+    assert spec.mesh == {"replica": -1, "data": 2, "members": 8, "streams": 32, "cpu_threads": 1}
     assert spec.dist == {"coordinator": "localhost:1234", "num_processes": 2, "process_id": 1}
-    assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32}
+    assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32, "cpu_threads": 1}
+    assert parse(compose_cfg(["model.hidden=512"])).mesh["cpu_threads"] is None          # every core
+    assert parse(compose_cfg(["task=digits", "model=mlp"])).mesh["cpu_threads"] is None   # not recurrent
+    assert parse(compose_cfg(["mesh.cpu_threads=2"])).mesh["cpu_threads"] == 2
     assert parse(compose_cfg([])).dist == {}
 
 
@@ -110,6 +115,53 @@ def test_a_mesh_larger_than_the_machine_fails_before_any_compute(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
+def test_cpu_threads_auto_is_one_below_256_recurrent_units_and_every_core_above():
+    assert cpu_threads_for(0, 64) == 1 and cpu_threads_for(0, 255) == 1
+    assert cpu_threads_for(0, 256) is None and cpu_threads_for(0, 512) is None   # XLA's default: every core
+    assert cpu_threads_for(0, None) is None                                        # a feed-forward model
+    assert cpu_threads_for(3, 64) == 3 and cpu_threads_for(1, 1024) == 1           # a set value is kept
+
+
+_THREADS = """
+import collections, json, os
+from jaxdl.run.mesh import ask_cpu_threads
+asked = ask_cpu_threads(%r, %r)
+import jax.numpy as jnp
+(jnp.ones((256, 256)) @ jnp.ones((256, 256))).block_until_ready()
+names = collections.Counter(open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task"))
+print(json.dumps({"asked": asked, "pool": names["tf_XLAEigen"], "env": os.environ.get("PJRT_NPROC")}))
+"""
+
+
+def _threads(n, explicit, env):
+    p = subprocess.run([sys.executable, "-c", _THREADS % (n, explicit)], cwd=ROOT, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_cpu_threads_size_xlas_pool_before_jax_starts():
+    if not os.path.exists("/proc/self/task") or cores() < 2:
+        pytest.skip("counts the pool's threads in /proc (Linux) against 2 or more cores")
+    env = {k: v for k, v in ENV.items() if k not in ("PJRT_NPROC", "NPROC")}
+    assert _threads(1, False, env) == {"asked": 1, "pool": 1, "env": "1"}
+    assert _threads(None, False, env) == {"asked": None, "pool": cores(), "env": None}      # every core
+    # auto leaves the environment's choice alone; a set value replaces it
+    assert _threads(1, False, {**env, "PJRT_NPROC": "2"}) == {"asked": None, "pool": 2, "env": "2"}
+    assert _threads(1, True, {**env, "PJRT_NPROC": "2"}) == {"asked": 1, "pool": 1, "env": "1"}
+
+
+def test_cpu_threads_cannot_change_once_jax_has_started():
+    import jax
+    jax.devices()                                     # this process's backend is up
+    env = {}
+    running = cores()
+    assert ask_cpu_threads(1, False, env) is None and env == {}        # auto: what runs is kept
+    assert ask_cpu_threads(running, True, env) is None                 # the same count: nothing to do
+    with pytest.raises(MeshError, match=rf"mesh.cpu_threads={running + 1}: .* already runs {running} threads"):
+        ask_cpu_threads(running + 1, True, env)
+
+
 _ASK = """
 import json, jax
 from jaxdl.run.mesh import ask_cpu_devices
@@ -142,7 +194,8 @@ def test_a_cpu_mesh_gets_a_device_per_slot_before_jax_starts(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["mesh"] == {"replica": 2, "data": 1, "processes": 1} and len(summary["devices"]) == 2
+    assert summary["mesh"] == {"replica": 2, "data": 1, "processes": 1, "cpu_threads": 1}   # 16 units: one thread
+    assert len(summary["devices"]) == 2
 
 
 # ----------------------------------------------------------------- 4 devices, in-process loop
@@ -314,9 +367,11 @@ def _assert_same_per_replica(a: dict, b: dict, rtol=1e-5):
 
 def test_hydra_runs_on_four_devices_match_one_device(hydra_runs):
     runs, rows, _, _ = hydra_runs
-    assert runs["one"]["mesh"] == {"replica": 1, "data": 1, "processes": 1} and len(runs["one"]["devices"]) == 1
-    assert runs["data4"]["mesh"] == {"replica": 1, "data": 4, "processes": 1} and len(runs["data4"]["devices"]) == 4
-    assert runs["replica4"]["mesh"] == {"replica": 4, "data": 1, "processes": 1}
+    assert runs["one"]["mesh"] == {"replica": 1, "data": 1, "processes": 1, "cpu_threads": 1}
+    assert len(runs["one"]["devices"]) == 1
+    assert runs["data4"]["mesh"] == {"replica": 1, "data": 4, "processes": 1, "cpu_threads": 1}
+    assert len(runs["data4"]["devices"]) == 4
+    assert runs["replica4"]["mesh"] == {"replica": 4, "data": 1, "processes": 1, "cpu_threads": 1}
     for name in ("data4", "replica4"):
         _assert_same_per_replica(runs[name], runs["one"])
         assert len(runs[name]["per_member"]["test/accuracy"]) == 8
@@ -326,7 +381,7 @@ def test_hydra_runs_on_four_devices_match_one_device(hydra_runs):
 def test_two_processes_match_one_process_with_four_devices(hydra_runs):
     runs, rows, logs, tmp = hydra_runs
     two = runs["two"]
-    assert two["mesh"] == {"replica": 1, "data": 4, "processes": 2} and len(two["devices"]) == 4
+    assert two["mesh"] == {"replica": 1, "data": 4, "processes": 2, "cpu_threads": 1} and len(two["devices"]) == 4
     _assert_same_per_replica(two, runs["data4"])
     # only process 0 wrote the run dir: one row per epoch and member, one wandb run, one lock
     assert len(rows["two"]) == 2 * (1 + 8) and [r["epoch"] for r in rows["two"] if "member" not in r] == [1, 2]

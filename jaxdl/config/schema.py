@@ -133,6 +133,8 @@ class MeshConfig:
     """Devices: members split along `replica`, a stream batch's B along `data` (-1: the rest)."""
     replica: int = setting(1, ge=-1)
     data: int = setting(1, ge=-1)
+    cpu_threads: int = setting(0, ge=0, doc="threads of XLA:CPU's intra-op pool (PJRT_NPROC); 0: one for a "
+                                            "recurrent model under 256 units, else every core")
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,50 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+ONE_THREAD_BELOW = 256     # recurrent units under which mesh.cpu_threads=0 asks for one thread
+
+
+def cpu_threads_for(setting: int, hidden: int | None) -> int | None:
+    """mesh.cpu_threads -> the threads to give XLA:CPU's intra-op pool (None: XLA's default,
+    every core). 0 (auto): one thread for a recurrent model of fewer than ONE_THREAD_BELOW
+    units, whose products XLA:CPU does not split anyway and whose many small ops then only
+    pay the pool's hand-offs (the default job, H=64: 1.23x the updates/s on one thread,
+    docs/performance.md); otherwise (larger or feed-forward models) every core."""
+    if setting:
+        return setting
+    return 1 if hidden is not None and hidden < ONE_THREAD_BELOW else None
+
+
+def cpu_threads_running(env=None) -> int:
+    """The threads of XLA:CPU's intra-op pool: PJRT_NPROC (or NPROC) where set before JAX
+    started, else the cores this process may use."""
+    env = os.environ if env is None else env
+    return int(env.get("PJRT_NPROC") or env.get("NPROC") or 0) or cores()
+
+
+def ask_cpu_threads(n: int | None, explicit: bool, env=None) -> int | None:
+    """Before JAX starts its backends: XLA:CPU's intra-op pool (Eigen and YNNPACK) gets n
+    threads (PJRT_NPROC, which the CPU client reads once, when it is made). An auto choice
+    (explicit False) leaves a PJRT_NPROC or NPROC already in the environment alone. With
+    JAX already started (Hydra's basic launcher runs a sweep's jobs in one process) the
+    pool cannot change: an explicit n other than the running pool's size is refused.
+    Returns the count set, or None."""
+    env = os.environ if env is None else env
+    from jax._src import xla_bridge
+    if xla_bridge.backends_are_initialized():
+        running = cpu_threads_running(env)
+        if explicit and n != running:
+            raise MeshError(f"mesh.cpu_threads={n}: JAX's CPU backend in this process already runs {running} "
+                            "threads (an earlier job of a sweep run in this process); give every job of the sweep "
+                            "the same mesh.cpu_threads, or a launcher that starts a process per job "
+                            "(hydra/launcher=joblib)")
+        return None
+    if n is None or (not explicit and ("PJRT_NPROC" in env or "NPROC" in env)):
+        return None
+    env["PJRT_NPROC"] = str(n)
+    return n
+
+
 def ask_cpu_devices(replica: int, data: int, env=None) -> int | None:
     """Before JAX starts its backends: a mesh of replica x data > 1 devices on a CPU gets
     that many CPU devices (jax_num_cpu_devices). One CPU device runs a program's steps
