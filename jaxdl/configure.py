@@ -242,7 +242,8 @@ def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model)
         streams = getattr(task, key) if key else None
     out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams,
            "cpu_threads": cpu_threads_for(mesh.cpu_threads,
-                                          model.hidden if isinstance(model, RecurrentConfig) else None)}
+                                          model.hidden if isinstance(model, RecurrentConfig) else None,
+                                          mesh.replica * mesh.data)}
     try:
         check_mesh(out["replica"], out["data"], members, streams,
                    tuple(sorted(n for n, t in tasks().items() if t.kind == "stream")))

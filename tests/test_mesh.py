@@ -63,7 +63,7 @@ def test_good_settings_parse_to_plain_values():
     spec = parse(compose_cfg(["train.replicas=4", "population.optim.lr=[0.1,0.2]", "mesh.replica=-1",
                               "mesh.data=2", "dist.coordinator=localhost:1234", "dist.num_processes=2",
                               "dist.process_id=1"]))
-    assert spec.mesh == {"replica": -1, "data": 2, "members": 8, "streams": 32, "cpu_threads": 1}
+    assert spec.mesh == {"replica": -1, "data": 2, "members": 8, "streams": 32, "cpu_threads": None}
     assert spec.dist == {"coordinator": "localhost:1234", "num_processes": 2, "process_id": 1}
     assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32, "cpu_threads": 1}
     assert parse(compose_cfg(["model.hidden=512"])).mesh["cpu_threads"] is None          # every core
@@ -115,10 +115,11 @@ def test_a_mesh_larger_than_the_machine_fails_before_any_compute(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
-def test_cpu_threads_auto_is_one_below_256_recurrent_units_and_every_core_above():
+def test_cpu_threads_auto_is_one_below_256_recurrent_units_on_one_device_else_every_core():
     assert cpu_threads_for(0, 64) == 1 and cpu_threads_for(0, 255) == 1
     assert cpu_threads_for(0, 256) is None and cpu_threads_for(0, 512) is None   # XLA's default: every core
     assert cpu_threads_for(0, None) is None                                        # a feed-forward model
+    assert cpu_threads_for(0, 64, devices=2) is None and cpu_threads_for(0, 64, devices=-2) is None  # a mesh
     assert cpu_threads_for(3, 64) == 3 and cpu_threads_for(1, 1024) == 1           # a set value is kept
 
 
@@ -194,7 +195,7 @@ def test_a_cpu_mesh_gets_a_device_per_slot_before_jax_starts(tmp_path):
                        text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
-    assert summary["mesh"] == {"replica": 2, "data": 1, "processes": 1, "cpu_threads": 1}   # 16 units: one thread
+    assert summary["mesh"] == {"replica": 2, "data": 1, "processes": 1, "cpu_threads": cores()}   # a mesh: every core
     assert len(summary["devices"]) == 2
 
 
@@ -369,9 +370,9 @@ def test_hydra_runs_on_four_devices_match_one_device(hydra_runs):
     runs, rows, _, _ = hydra_runs
     assert runs["one"]["mesh"] == {"replica": 1, "data": 1, "processes": 1, "cpu_threads": 1}
     assert len(runs["one"]["devices"]) == 1
-    assert runs["data4"]["mesh"] == {"replica": 1, "data": 4, "processes": 1, "cpu_threads": 1}
+    assert runs["data4"]["mesh"] == {"replica": 1, "data": 4, "processes": 1, "cpu_threads": cores()}
     assert len(runs["data4"]["devices"]) == 4
-    assert runs["replica4"]["mesh"] == {"replica": 4, "data": 1, "processes": 1, "cpu_threads": 1}
+    assert runs["replica4"]["mesh"] == {"replica": 4, "data": 1, "processes": 1, "cpu_threads": cores()}
     for name in ("data4", "replica4"):
         _assert_same_per_replica(runs[name], runs["one"])
         assert len(runs[name]["per_member"]["test/accuracy"]) == 8
@@ -381,7 +382,7 @@ def test_hydra_runs_on_four_devices_match_one_device(hydra_runs):
 def test_two_processes_match_one_process_with_four_devices(hydra_runs):
     runs, rows, logs, tmp = hydra_runs
     two = runs["two"]
-    assert two["mesh"] == {"replica": 1, "data": 4, "processes": 2, "cpu_threads": 1} and len(two["devices"]) == 4
+    assert two["mesh"] == {"replica": 1, "data": 4, "processes": 2, "cpu_threads": cores()} and len(two["devices"]) == 4
     _assert_same_per_replica(two, runs["data4"])
     # only process 0 wrote the run dir: one row per epoch and member, one wandb run, one lock
     assert len(rows["two"]) == 2 * (1 + 8) and [r["epoch"] for r in rows["two"] if "member" not in r] == [1, 2]

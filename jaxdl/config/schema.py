@@ -134,7 +134,7 @@ class MeshConfig:
     replica: int = setting(1, ge=-1)
     data: int = setting(1, ge=-1)
     cpu_threads: int = setting(0, ge=0, doc="threads of XLA:CPU's intra-op pool (PJRT_NPROC); 0: one for a "
-                                            "recurrent model under 256 units, else every core")
+                                            "recurrent model under 256 units on one device, else every core")
 
 
 @dataclass(frozen=True)

@@ -160,15 +160,16 @@ def cores() -> int:
 ONE_THREAD_BELOW = 256     # recurrent units under which mesh.cpu_threads=0 asks for one thread
 
 
-def cpu_threads_for(setting: int, hidden: int | None) -> int | None:
+def cpu_threads_for(setting: int, hidden: int | None, devices: int = 1) -> int | None:
     """mesh.cpu_threads -> the threads to give XLA:CPU's intra-op pool (None: XLA's default,
     every core). 0 (auto): one thread for a recurrent model of fewer than ONE_THREAD_BELOW
-    units, whose products XLA:CPU does not split anyway and whose many small ops then only
-    pay the pool's hand-offs (the default job, H=64: 1.23x the updates/s on one thread,
-    docs/performance.md); otherwise (larger or feed-forward models) every core."""
+    units on one device (mesh.replica x mesh.data = 1), whose products XLA:CPU does not split
+    anyway and whose many small ops then only pay the pool's hand-offs (the default job,
+    H=64: 1.23x the updates/s on one thread, docs/performance.md); otherwise (larger or
+    feed-forward models, several CPU devices, which share the pool) every core."""
     if setting:
         return setting
-    return 1 if hidden is not None and hidden < ONE_THREAD_BELOW else None
+    return 1 if hidden is not None and hidden < ONE_THREAD_BELOW and devices == 1 else None
 
 
 def cpu_threads_running(env=None) -> int:
