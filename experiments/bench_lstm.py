@@ -16,8 +16,8 @@ machine's CPU and, where a GPU is present (CUDA for both), on the GPU; the other
 stays empty. With jaxdl_data2 or jaxdl_rows_left among them too, a column each gives their
 ratio likewise.
 
-jaxdl's workers size XLA:CPU's thread pool as ./launch.sh does (mesh.cpu_threads=0: one
-thread under 256 units on one device, else every core; jaxdl.run.mesh.cpu_threads_for).
+jaxdl's workers size XLA:CPU's thread pool as ./launch.sh does (mesh.cpu_threads=0,
+jaxdl.run.mesh.cpu_threads_for: every core for a step over T x B = 3200 rows).
 
 Each (peer, size, round) runs in a fresh Python process by default, in interleaved
 rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's
@@ -279,7 +279,8 @@ def main(argv=None):
         pin_threads()
         if a.worker.startswith("jaxdl"):   # XLA:CPU's pool as ./launch.sh sizes it (mesh.cpu_threads=0)
             from jaxdl.run.mesh import ask_cpu_threads, cpu_threads_for
-            ask_cpu_threads(cpu_threads_for(0, a.hidden[0], 2 if a.worker == "jaxdl_data2" else 1), explicit=False)
+            ask_cpu_threads(cpu_threads_for(0, a.hidden[0], 2 if a.worker == "jaxdl_data2" else 1, T * B),
+                            explicit=False)
         set_torch_threads()
         print(json.dumps(run_peer(a.worker, a.hidden[0], a.reps, *data(a.hidden[0]))))
         return {}

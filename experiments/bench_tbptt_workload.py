@@ -13,8 +13,8 @@ Python process (experiments/fresh_process.py):
 
 jaxdl trains with the project's TBPTT engine (jaxdl.train.tbptt.make_tbptt, one jitted
 `lax.scan` per epoch) and models (jaxdl.models.rnn), XLA:CPU's thread pool sized as
-./launch.sh sizes it (mesh.cpu_threads=0: one thread for echo's 64 units on one device,
-every core for 512 or a data axis). PyTorch is written the way a PyTorch user writes
+./launch.sh sizes it (mesh.cpu_threads=0: one thread for echo, 64 units over 20 x 32 rows on
+one device; every core for textgen or a data axis). PyTorch is written the way a PyTorch user writes
 online TBPTT: the state at each window start is carried and detached, each
 update re-runs its k2-step window (nn.LSTM over the window's first k1 steps, whose final
 state starts the next window, then over the rest), the loss is the weighted mean over the
@@ -196,9 +196,9 @@ def jaxdl_setup(workload, seed, replicas, text_chars, dtype, remat, smoke=False)
 
 def run_jaxdl(workload, epochs, seed, replicas, text_chars, dtype, remat, smoke=False):
     from jaxdl.run.mesh import ask_cpu_threads, cpu_threads_for
-    hidden = {**WORKLOADS[workload], **(SMOKE[workload] if smoke else {})}["hidden"]
-    devices = int(os.environ.get("BENCH_DATA", 1))
-    ask_cpu_threads(cpu_threads_for(0, hidden, devices), explicit=False)   # XLA:CPU's pool as ./launch.sh sizes it
+    cfg = {**WORKLOADS[workload], **(SMOKE[workload] if smoke else {})}
+    ask_cpu_threads(cpu_threads_for(0, cfg["hidden"], int(os.environ.get("BENCH_DATA", 1)),   # the pool as
+                                    cfg["k2"] * cfg["streams"]), explicit=False)               # ./launch.sh sizes it
     import jax
     import numpy as np
 

@@ -229,7 +229,7 @@ def _check_population(pop: dict, kind: str, optim: OptimConfig, model) -> search
         raise ConfigError(str(err)) from None
 
 
-def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model) -> dict:
+def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model, tbptt) -> dict:
     """-> {"replica", "data", "members", "streams", "cpu_threads"}; the checks that need no
     devices (jaxdl.run.mesh.check_mesh), cpu_threads resolved for the model
     (jaxdl.run.mesh.cpu_threads_for). The entry point resolves -1 once the devices are known."""
@@ -243,7 +243,7 @@ def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model)
     out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams,
            "cpu_threads": cpu_threads_for(mesh.cpu_threads,
                                           model.hidden if isinstance(model, RecurrentConfig) else None,
-                                          mesh.replica * mesh.data)}
+                                          mesh.replica * mesh.data, None if streams is None else tbptt.k2 * streams)}
     try:
         check_mesh(out["replica"], out["data"], members, streams,
                    tuple(sorted(n for n, t in tasks().items() if t.kind == "stream")))
@@ -303,7 +303,7 @@ def parse(cfg: DictConfig | dict, overrides=()) -> Config:
     dist = _check_dist(_typed(DistConfig, c.get("dist") or {}, "dist",
                               "dist (it has coordinator, num_processes and process_id)"))
     search = _check_population(c.get("population") or {}, entry.kind, optim, model)
-    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, search, model)
+    mesh = _check_mesh(mesh_cfg, entry.kind, task, train.replicas, search, model, tbptt)
     try:
         search_spec.check_run(search, train.replicas, train.epochs, train.eval_every, max(mesh["replica"], 1))
     except search_spec.SearchConfigError as err:

@@ -67,6 +67,7 @@ def test_good_settings_parse_to_plain_values():
     assert spec.dist == {"coordinator": "localhost:1234", "num_processes": 2, "process_id": 1}
     assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32, "cpu_threads": 1}
     assert parse(compose_cfg(["model.hidden=512"])).mesh["cpu_threads"] is None          # every core
+    assert parse(compose_cfg(["tbptt.k2=40"])).mesh["cpu_threads"] is None               # 40 x 32 rows
     assert parse(compose_cfg(["task=digits", "model=mlp"])).mesh["cpu_threads"] is None   # not recurrent
     assert parse(compose_cfg(["mesh.cpu_threads=2"])).mesh["cpu_threads"] == 2
     assert parse(compose_cfg([])).dist == {}
@@ -115,12 +116,13 @@ def test_a_mesh_larger_than_the_machine_fails_before_any_compute(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
-def test_cpu_threads_auto_is_one_below_256_recurrent_units_on_one_device_else_every_core():
-    assert cpu_threads_for(0, 64) == 1 and cpu_threads_for(0, 255) == 1
-    assert cpu_threads_for(0, 256) is None and cpu_threads_for(0, 512) is None   # XLA's default: every core
-    assert cpu_threads_for(0, None) is None                                        # a feed-forward model
-    assert cpu_threads_for(0, 64, devices=2) is None and cpu_threads_for(0, 64, devices=-2) is None  # a mesh
-    assert cpu_threads_for(3, 64) == 3 and cpu_threads_for(1, 1024) == 1           # a set value is kept
+def test_cpu_threads_auto_is_one_for_small_models_over_small_windows_on_one_device():
+    assert cpu_threads_for(0, 64, 1, 640) == 1 and cpu_threads_for(0, 255, 1, 1023) == 1   # the default job
+    assert cpu_threads_for(0, 256, 1, 640) is None            # products XLA splits: every core (XLA's default)
+    assert cpu_threads_for(0, 64, 1, 3200) is None            # a window of 100 x 32 rows
+    assert cpu_threads_for(0, 64, 1, None) is None and cpu_threads_for(0, None, 1, 640) is None   # not a stream
+    assert cpu_threads_for(0, 64, 2, 640) is None and cpu_threads_for(0, 64, -2, 640) is None     # a mesh
+    assert cpu_threads_for(3, 64, 1, 640) == 3 and cpu_threads_for(1, 1024, 4, 1 << 20) == 1       # a set value
 
 
 _THREADS = """

@@ -157,19 +157,25 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-ONE_THREAD_BELOW = 256     # recurrent units under which mesh.cpu_threads=0 asks for one thread
+ONE_THREAD_UNITS = 256    # mesh.cpu_threads=0 asks for one thread below this many recurrent units ...
+ONE_THREAD_ROWS = 1024    # ... and this many rows (k2 x streams) in an update's window
 
 
-def cpu_threads_for(setting: int, hidden: int | None, devices: int = 1) -> int | None:
+def cpu_threads_for(setting: int, hidden: int | None = None, devices: int = 1,
+                    window_rows: int | None = None) -> int | None:
     """mesh.cpu_threads -> the threads to give XLA:CPU's intra-op pool (None: XLA's default,
-    every core). 0 (auto): one thread for a recurrent model of fewer than ONE_THREAD_BELOW
-    units on one device (mesh.replica x mesh.data = 1), whose products XLA:CPU does not split
-    anyway and whose many small ops then only pay the pool's hand-offs (the default job,
-    H=64: 1.23x the updates/s on one thread, docs/performance.md); otherwise (larger or
-    feed-forward models, several CPU devices, which share the pool) every core."""
+    every core). 0 (auto): one thread for a recurrent model of fewer than ONE_THREAD_UNITS
+    units whose TBPTT windows hold fewer than ONE_THREAD_ROWS rows (k2 x streams) on one
+    device: XLA:CPU splits none of its products, and its many small ops only pay the pool's
+    hand-offs (the default job, H=64, 20 x 32 rows: 985 against 802 updates/s on one thread).
+    Otherwise every core: a step with larger products gains from the second thread (H=64
+    over 100 x 32 rows: 6.6-6.8 against 7.4-7.6 ms on one thread), and several CPU devices
+    share the pool (docs/performance.md)."""
     if setting:
         return setting
-    return 1 if hidden is not None and hidden < ONE_THREAD_BELOW and devices == 1 else None
+    small = (hidden is not None and hidden < ONE_THREAD_UNITS and window_rows is not None
+             and window_rows < ONE_THREAD_ROWS)
+    return 1 if small and devices == 1 else None
 
 
 def cpu_threads_running(env=None) -> int:
