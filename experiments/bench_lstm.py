@@ -17,7 +17,7 @@ stays empty. With jaxdl_data2 or jaxdl_rows_left among them too, a column each g
 ratio likewise.
 
 jaxdl's workers size XLA:CPU's thread pool as ./launch.sh does (mesh.cpu_threads=0,
-jaxdl.run.mesh.cpu_threads_for: every core for a step over T x B = 3200 rows).
+jaxdl.run.mesh.cpu_threads_for: every core for the size sweep's steps, 64 units and up).
 
 Each (peer, size, round) runs in a fresh Python process by default, in interleaved
 rounds, so no peer inherits another's thread pools (PyTorch's OpenMP workers, XLA's

@@ -67,7 +67,7 @@ def test_good_settings_parse_to_plain_values():
     assert spec.dist == {"coordinator": "localhost:1234", "num_processes": 2, "process_id": 1}
     assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32, "cpu_threads": 1}
     assert parse(compose_cfg(["model.hidden=512"])).mesh["cpu_threads"] is None          # every core
-    assert parse(compose_cfg(["tbptt.k2=40"])).mesh["cpu_threads"] is None               # 40 x 32 rows
+    assert parse(compose_cfg(["tbptt.k1=50", "tbptt.k2=100"])).mesh["cpu_threads"] is None   # 3200 x 64^2
     assert parse(compose_cfg(["task=digits", "model=mlp"])).mesh["cpu_threads"] is None   # not recurrent
     assert parse(compose_cfg(["mesh.cpu_threads=2"])).mesh["cpu_threads"] == 2
     assert parse(compose_cfg([])).dist == {}
@@ -116,10 +116,11 @@ def test_a_mesh_larger_than_the_machine_fails_before_any_compute(tmp_path):
     assert not (tmp_path / "r" / "metrics.jsonl").exists()
 
 
-def test_cpu_threads_auto_is_one_for_small_models_over_small_windows_on_one_device():
-    assert cpu_threads_for(0, 64, 1, 640) == 1 and cpu_threads_for(0, 255, 1, 1023) == 1   # the default job
-    assert cpu_threads_for(0, 256, 1, 640) is None            # products XLA splits: every core (XLA's default)
-    assert cpu_threads_for(0, 64, 1, 3200) is None            # a window of 100 x 32 rows
+def test_cpu_threads_auto_is_one_for_small_updates_on_one_device():
+    assert cpu_threads_for(0, 64, 1, 20 * 32) == 1                # the default job: 640 x 64^2 = 2.6e6
+    assert cpu_threads_for(0, 64, 1, 100 * 32) is None            # 1.3e7: every core (XLA's default)
+    assert cpu_threads_for(0, 192, 1, 25 * 32) is None            # the textgen task's default, 2.9e7
+    assert cpu_threads_for(0, 16, 1, 8 * 20) == 1
     assert cpu_threads_for(0, 64, 1, None) is None and cpu_threads_for(0, None, 1, 640) is None   # not a stream
     assert cpu_threads_for(0, 64, 2, 640) is None and cpu_threads_for(0, 64, -2, 640) is None     # a mesh
     assert cpu_threads_for(3, 64, 1, 640) == 3 and cpu_threads_for(1, 1024, 4, 1 << 20) == 1       # a set value

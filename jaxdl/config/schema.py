@@ -134,8 +134,8 @@ class MeshConfig:
     replica: int = setting(1, ge=-1)
     data: int = setting(1, ge=-1)
     cpu_threads: int = setting(0, ge=0, doc="threads of XLA:CPU's intra-op pool (PJRT_NPROC); 0: one for a "
-                                            "recurrent model under 256 units with windows under 1024 rows "
-                                            "(k2 x streams) on one device, else every core")
+                                            "recurrent model on one device with k2 x streams x hidden^2 "
+                                            "under 2^23 (the default job), else every core")
 
 
 @dataclass(frozen=True)

@@ -157,24 +157,23 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-ONE_THREAD_UNITS = 256    # mesh.cpu_threads=0 asks for one thread below this many recurrent units ...
-ONE_THREAD_ROWS = 1024    # ... and this many rows (k2 x streams) in an update's window
+ONE_THREAD_WORK = 1 << 23   # mesh.cpu_threads=0 asks for one thread below this k2 x streams x units^2
 
 
 def cpu_threads_for(setting: int, hidden: int | None = None, devices: int = 1,
                     window_rows: int | None = None) -> int | None:
     """mesh.cpu_threads -> the threads to give XLA:CPU's intra-op pool (None: XLA's default,
-    every core). 0 (auto): one thread for a recurrent model of fewer than ONE_THREAD_UNITS
-    units whose TBPTT windows hold fewer than ONE_THREAD_ROWS rows (k2 x streams) on one
-    device: XLA:CPU splits none of its products, and its many small ops only pay the pool's
-    hand-offs (the default job, H=64, 20 x 32 rows: 985 against 802 updates/s on one thread).
-    Otherwise every core: a step with larger products gains from the second thread (H=64
-    over 100 x 32 rows: 6.6-6.8 against 7.4-7.6 ms on one thread), and several CPU devices
-    share the pool (docs/performance.md)."""
+    every core). 0 (auto): one thread for a recurrent model on one device whose update is
+    small, window_rows (k2 x streams) x hidden^2 (the recurrent weight gradient's
+    multiply-adds per gate) under ONE_THREAD_WORK: XLA:CPU splits none of its products, and
+    its many small ops only pay the pool's hand-offs (the default job, 640 x 64^2 = 2.6e6: 985
+    against 802 updates/s on one thread). Otherwise every core: larger updates gain from the
+    second thread (the size sweep's step at 64 units, 3200 x 64^2 = 1.3e7: 6.6-6.8 against
+    7.4-7.6 ms; the textgen task's default, 800 x 192^2 = 2.9e7: 110-113 against 105-109
+    updates/s), and several CPU devices share the pool (docs/performance.md)."""
     if setting:
         return setting
-    small = (hidden is not None and hidden < ONE_THREAD_UNITS and window_rows is not None
-             and window_rows < ONE_THREAD_ROWS)
+    small = hidden is not None and window_rows is not None and window_rows * hidden * hidden < ONE_THREAD_WORK
     return 1 if small and devices == 1 else None
 
 
