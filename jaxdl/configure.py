@@ -230,9 +230,10 @@ def _check_population(pop: dict, kind: str, optim: OptimConfig, model) -> search
 
 
 def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model, tbptt) -> dict:
-    """-> {"replica", "data", "members", "streams", "cpu_threads"}; the checks that need no
-    devices (jaxdl.run.mesh.check_mesh), cpu_threads resolved for the model
-    (jaxdl.run.mesh.cpu_threads_for). The entry point resolves -1 once the devices are known."""
+    """-> {"replica", "data", "members", "streams", "cpu_threads", "cpu_threads_setting"}; the
+    checks that need no devices (jaxdl.run.mesh.check_mesh), cpu_threads resolved for the model
+    (jaxdl.run.mesh.cpu_threads_for) beside the setting it came from (0: auto). The entry point
+    resolves -1 once the devices are known."""
     from jaxdl.run.mesh import MeshError, check_mesh, cpu_threads_for
     from jaxdl.tasks import tasks
     members = search.count(replicas)
@@ -243,7 +244,8 @@ def _check_mesh(mesh: MeshConfig, kind: str, task, replicas: int, search, model,
     out = {"replica": mesh.replica, "data": mesh.data, "members": members, "streams": streams,
            "cpu_threads": cpu_threads_for(mesh.cpu_threads,
                                           model.hidden if isinstance(model, RecurrentConfig) else None,
-                                          mesh.replica * mesh.data, None if streams is None else tbptt.k2 * streams)}
+                                          mesh.replica * mesh.data, None if streams is None else tbptt.k2 * streams),
+           "cpu_threads_setting": mesh.cpu_threads}
     try:
         check_mesh(out["replica"], out["data"], members, streams,
                    tuple(sorted(n for n, t in tasks().items() if t.kind == "stream")))

@@ -92,7 +92,7 @@ def main(cfg: DictConfig) -> float | None:
                                 same_on_all_processes)
     try:
         m = config.mesh
-        ask_cpu_threads(m["cpu_threads"], explicit=bool(cfg.mesh.get("cpu_threads")))   # before JAX starts
+        ask_cpu_threads(m["cpu_threads"], explicit=m["cpu_threads_setting"] != 0)   # before JAX starts
         if init_distributed(config.dist) is None:   # several processes: before any other JAX use
             ask_cpu_devices(m["replica"], m["data"])  # one process on a CPU: a device per mesh slot
         import jax

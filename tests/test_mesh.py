@@ -63,13 +63,16 @@ def test_good_settings_parse_to_plain_values():
     spec = parse(compose_cfg(["train.replicas=4", "population.optim.lr=[0.1,0.2]", "mesh.replica=-1",
                               "mesh.data=2", "dist.coordinator=localhost:1234", "dist.num_processes=2",
                               "dist.process_id=1"]))
-    assert spec.mesh == {"replica": -1, "data": 2, "members": 8, "streams": 32, "cpu_threads": None}
+    assert spec.mesh == {"replica": -1, "data": 2, "members": 8, "streams": 32, "cpu_threads": None,
+                         "cpu_threads_setting": 0}
     assert spec.dist == {"coordinator": "localhost:1234", "num_processes": 2, "process_id": 1}
-    assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32, "cpu_threads": 1}
+    assert parse(compose_cfg([])).mesh == {"replica": 1, "data": 1, "members": 1, "streams": 32, "cpu_threads": 1,
+                                           "cpu_threads_setting": 0}
     assert parse(compose_cfg(["model.hidden=512"])).mesh["cpu_threads"] is None          # every core
     assert parse(compose_cfg(["tbptt.k1=50", "tbptt.k2=100"])).mesh["cpu_threads"] is None   # 3200 x 64^2
     assert parse(compose_cfg(["task=digits", "model=mlp"])).mesh["cpu_threads"] is None   # not recurrent
-    assert parse(compose_cfg(["mesh.cpu_threads=2"])).mesh["cpu_threads"] == 2
+    set2 = parse(compose_cfg(["mesh.cpu_threads=2"])).mesh
+    assert set2["cpu_threads"] == 2 and set2["cpu_threads_setting"] == 2
     assert parse(compose_cfg([])).dist == {}
 
 
