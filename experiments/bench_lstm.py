@@ -206,7 +206,8 @@ def run_peer(peer, H, reps, x_tm, y_tm):
         split, rep = NamedSharding(mesh, PartitionSpec(None, "data")), NamedSharding(mesh, PartitionSpec())
         step, opt = jax_step_fn(lstm_scan, hoist=False, out_shardings=rep)
         p = jax.device_put(rnn_init(jax.random.PRNGKey(0), D, H, D), rep)
-        return time_steps(step, p, opt.init(p), jax.device_put(x_tm, split), jax.device_put(y_tm, split), reps)
+        o = jax.device_put(opt.init(p), rep)   # as the step returns it: the warm-up compiles the timed program
+        return time_steps(step, p, o, jax.device_put(x_tm, split), jax.device_put(y_tm, split), reps)
     if peer == "jaxdl_hoist":
         return bench_jax(*jax_step_fn(lstm_scan, hoist=True), H, x_tm, y_tm, reps)
     if peer == "autodiff_scan":
@@ -274,8 +275,9 @@ def main(argv=None):
     if "jaxdl_data2" in a.peers and a.in_process:
         ap.error("the jaxdl_data2 peer needs two CPU devices, made before JAX starts: leave out --in-process")
     if a.worker:  # child process: one peer, one size; print its timings as JSON
-        if a.worker == "jaxdl_data2":
-            jax.config.update("jax_num_cpu_devices", 2)
+        if a.worker == "jaxdl_data2":   # two CPU devices, as ./launch.sh makes them for mesh.data=2
+            from jaxdl.run.mesh import ask_cpu_devices
+            ask_cpu_devices(1, 2)
         pin_threads()
         if a.worker.startswith("jaxdl"):   # XLA:CPU's pool as ./launch.sh sizes it (mesh.cpu_threads=0)
             from jaxdl.run.mesh import ask_cpu_threads, cpu_threads_for
